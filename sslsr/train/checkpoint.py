@@ -1,0 +1,167 @@
+"""Checkpoints of a training workdir (orbax), generator restore and `init_from`.
+
+Layout: `<workdir>/config.json` (the run's config) and `<workdir>/checkpoints/<step>/` with one
+orbax item per part of the `TrainState` ('g', 'opt_g', 'd', 'opt_d', 'ema', 'opt_pre'), the grain
+iterator state ('data', one JSON file per process) and 'meta' (step). Items are flat
+{'path.to.leaf': array} dicts so that a generator can be restored from 'ema' or 'g' alone.
+
+Orbax writes each step to a temporary directory and renames it when complete, and older steps are
+deleted only after a newer one is finalized, so an interrupted save never destroys the last good
+checkpoint; the trainer never saves non-finite parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+CONFIG_FILE = "config.json"
+CKPT_DIR = "checkpoints"
+
+
+def flatten(state) -> dict[str, jax.Array]:
+    """nnx.State -> {'a.b.0.kernel': array} (names from the pytree paths)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(state)
+    return {_name(path): leaf for path, leaf in leaves}
+
+
+def _name(path) -> str:
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return ".".join(parts)
+
+
+def unflatten_into(template, flat: dict):
+    """Inverse of `flatten`: `template`'s structure (e.g. a freshly built state) with `flat`'s arrays."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [_name(path) for path, _ in leaves]
+    missing = [n for n in names if n not in flat]
+    if missing:
+        raise KeyError(f"checkpoint lacks {len(missing)} of {len(names)} entries, e.g. {missing[:3]}")
+    return jax.tree_util.tree_unflatten(treedef, [flat[n] for n in names])
+
+
+def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() == 0:
+        (pathlib.Path(workdir) / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    path = pathlib.Path(workdir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a training workdir (no {CONFIG_FILE})")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+class Checkpointer:
+    """orbax CheckpointManager over `<workdir>/checkpoints` keeping the last `keep` steps."""
+
+    def __init__(self, workdir: str, keep: int = 3):
+        self.directory = pathlib.Path(workdir).absolute() / CKPT_DIR
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: nnx.State, data_iter=None) -> None:
+        import grain
+
+        items = {name: ocp.args.StandardSave(flatten(part)) for name, part in _parts(state).items()}
+        if data_iter is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+        items["meta"] = ocp.args.JsonSave({"step": int(step)})
+        self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, state: nnx.State, data_iter=None, sharding=None) -> nnx.State:
+        """Restores every part of `state` (the template gives structure, dtypes, shardings) and the
+        data iterator in place. Returns the restored state."""
+        import grain
+
+        parts = _parts(state)
+        items = {name: ocp.args.StandardRestore(_abstract(flatten(part), sharding)) for name, part in parts.items()}
+        if data_iter is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        new = {name: unflatten_into(part, dict(restored[name])) for name, part in parts.items()}
+        out = jax.tree.map(lambda x: x, state)
+        for name, part in new.items():
+            out[name] = part
+        return out
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _parts(state: nnx.State) -> dict:
+    return {name: state[name] for name in state.keys()}
+
+
+def _abstract(flat: dict, sharding) -> dict:
+    def spec(x):
+        sh = sharding if sharding is not None else getattr(x, "sharding", None)
+        return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sh)
+
+    return {k: spec(v) for k, v in flat.items()}
+
+
+def build_generator(config: ml_collections.ConfigDict, seed: int = 0) -> nnx.Module:
+    from sslsr import models
+
+    cls = getattr(models, config.generator.arch)
+    return cls(**dict(config.generator.kwargs), rngs=nnx.Rngs(seed))
+
+
+def _resolve(path: str) -> tuple[pathlib.Path, int | None]:
+    """workdir or `<workdir>/checkpoints[/<step>]` -> (workdir, step or None for the latest)."""
+    p = pathlib.Path(path).expanduser().absolute()
+    if (p / CONFIG_FILE).is_file():
+        return p, None
+    if p.name == CKPT_DIR and (p.parent / CONFIG_FILE).is_file():
+        return p.parent, None
+    if p.name.isdigit() and p.parent.name == CKPT_DIR and (p.parent.parent / CONFIG_FILE).is_file():
+        return p.parent.parent, int(p.name)
+    raise FileNotFoundError(f"{path}: neither a training workdir nor one of its checkpoint steps")
+
+
+def restore_generator(workdir: str, *, prefer_ema: bool = True) -> nnx.Module:
+    """The generator of a training workdir (or checkpoint step directory), in eval mode.
+
+    Takes the EMA generator when the run kept one (and `prefer_ema`), else the trained G, from the
+    latest checkpoint (or the given step directory).
+    """
+    root, step = _resolve(workdir)
+    config = load_config(str(root))
+    mngr = ocp.CheckpointManager(root / CKPT_DIR, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"{root / CKPT_DIR}: no checkpoint saved yet")
+    step_dir = root / CKPT_DIR / str(step)
+    item = "ema" if prefer_ema and (step_dir / "ema").exists() else "g"
+    g = build_generator(config)
+    template = nnx.state(g)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        **{item: ocp.args.StandardRestore(_abstract(flatten(template), device))}))
+    nnx.update(g, unflatten_into(template, dict(restored[item])))
+    mngr.close()
+    g.eval()
+    return g

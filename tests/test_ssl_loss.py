@@ -1,0 +1,170 @@
+"""SSG / SSL parity with the float64 NumPy oracle and the paper-style PyTorch path; gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from sslsr.losses import edge_mask, mask_stride_pattern, self_similarity_graph, ssl_loss
+from tests import ssl_oracle
+
+
+@pytest.fixture(scope="module")
+def crops(photos):
+    """Two real 48x48 photo crops (float32 in [0, 1]), their real edge masks, a perturbed SR."""
+    hr_u8 = np.stack([photos["astronaut"][100:148, 200:248], photos["coffee"][150:198, 300:348]])
+    # The paper computes the mask on the whole HR image and crops it with the image.
+    mask = np.stack(
+        [edge_mask(photos["astronaut"])[100:148, 200:248], edge_mask(photos["coffee"])[150:198, 300:348]]
+    )
+    hr = hr_u8.astype(np.float32) / 255.0
+    rng = np.random.default_rng(0)
+    sr = np.clip(hr + 0.06 * rng.standard_normal(hr.shape), 0.0, 1.0).astype(np.float32)
+    return sr, hr, mask
+
+
+def _loss_terms(sr, hr, mask, **kw):
+    kl = float(ssl_loss(sr, hr, mask, alpha=0.0, **kw))
+    total = float(ssl_loss(sr, hr, mask, alpha=1.0, **kw))
+    return kl, total - kl
+
+
+def test_ssg_rows_match_oracle_on_photo_crops(crops):
+    _, hr, mask = crops
+    graph = np.asarray(self_similarity_graph(hr))
+    assert graph.shape == (2, 48, 48, 625) and graph.dtype == np.float32
+    for b in range(2):
+        coords = [tuple(c) for c in np.argwhere(mask[b] > 0)[::7]]
+        coords += [(0, 0), (47, 47), (0, 30), (20, 47), (12, 0)]  # image borders
+        expected = ssl_oracle.ssg_rows(hr[b], coords)
+        got = np.stack([graph[b, i, j] for i, j in coords])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+        # The 1e-10 clamp is live: a large share of real-photo HR entries are below it.
+        assert (expected < 1e-10).mean() > 0.2
+
+
+def test_ssg_rows_match_oracle_odd_bright_image():
+    # Odd sizes, bright values (the float32 worst case for cancellation-prone formulations).
+    rng = np.random.default_rng(1)
+    img = (0.85 + 0.15 * rng.random((37, 53, 3))).astype(np.float32)
+    img[10:20, 5:40] = 0.98  # flat bright block: many near-identical windows
+    graph = np.asarray(self_similarity_graph(img))
+    assert graph.shape == (37, 53, 625)
+    coords = [(0, 0), (36, 52), (0, 52), (36, 0), (18, 26), (5, 13), (15, 20), (30, 49)]
+    expected = ssl_oracle.ssg_rows(img, coords)
+    got = np.stack([graph[i, j] for i, j in coords])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_loss_terms_match_oracle_on_photo_crops(crops):
+    sr, hr, mask = crops
+    kl, l1 = _loss_terms(sr, hr, mask)
+    kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask)
+    assert kl_ref > 0 and l1_ref > 0
+    np.testing.assert_allclose(kl, kl_ref, rtol=1e-4)
+    np.testing.assert_allclose(l1, l1_ref, rtol=1e-4)
+
+
+def test_loss_concatenates_rows_across_images(crops):
+    # An empty-mask image contributes nothing and the mean is over all rows of the batch, not a
+    # mean of per-image means: drop the second image's edges except a stride-3 subset of them.
+    sr, hr, mask = crops
+    mask = mask.copy()
+    mask[1] *= mask_stride_pattern(48, 48, 3)
+    mask[0, :, :] = 0.0
+    kl, l1 = _loss_terms(sr, hr, mask)
+    kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask)
+    np.testing.assert_allclose(kl, kl_ref, rtol=1e-4)
+    np.testing.assert_allclose(l1, l1_ref, rtol=1e-4)
+
+
+def test_loss_matches_oracle_odd_size_random():
+    # Pixel noise of std 0.1 keeps window distances ~ h, so the rows are not one-hot.
+    rng = np.random.default_rng(2)
+    hr = np.clip(0.5 + 0.1 * rng.standard_normal((1, 37, 53, 3)), 0, 1).astype(np.float32)
+    sr = np.clip(hr + 0.05 * rng.standard_normal(hr.shape), 0, 1).astype(np.float32)
+    mask = (rng.random((1, 37, 53)) < 0.1).astype(np.float32)
+    mask[0, 0, 0] = mask[0, 36, 52] = 1.0  # border edge pixels
+    kl, l1 = _loss_terms(sr, hr, mask)
+    kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask)
+    np.testing.assert_allclose(kl, kl_ref, rtol=1e-4)
+    np.testing.assert_allclose(l1, l1_ref, rtol=1e-4)
+
+
+def test_bf16_input_computes_in_float32(crops):
+    sr, hr, mask = crops
+    got = ssl_loss(jnp.asarray(sr, jnp.bfloat16), jnp.asarray(hr, jnp.bfloat16), mask)
+    assert got.dtype == jnp.float32
+    sr16 = np.asarray(jnp.asarray(sr, jnp.bfloat16).astype(jnp.float32))
+    hr16 = np.asarray(jnp.asarray(hr, jnp.bfloat16).astype(jnp.float32))
+    np.testing.assert_allclose(float(got), float(ssl_loss(sr16, hr16, mask)), rtol=1e-6)
+
+
+def test_empty_mask_gives_zero_and_finite_grads(crops):
+    sr, hr, mask = crops
+    value, grad = jax.value_and_grad(ssl_loss)(sr, hr, np.zeros_like(mask))
+    assert float(value) == 0.0
+    assert np.all(np.isfinite(np.asarray(grad))) and not np.any(np.asarray(grad))
+
+
+def test_border_edge_pixel_gradient_is_finite_and_local():
+    rng = np.random.default_rng(3)
+    hr = rng.random((1, 14, 15, 3))
+    sr = rng.random((1, 14, 15, 3))
+    mask = np.zeros((1, 14, 15))
+    mask[0, 0, 14] = 1.0  # top-right corner
+    kw = dict(search_size=7, window_size=3, h=0.1)
+    value, grad = jax.value_and_grad(ssl_loss)(sr, hr, mask, **kw)
+    kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask, **kw)
+    np.testing.assert_allclose(float(value), kl_ref + l1_ref, rtol=1e-4)
+    grad = np.asarray(grad)
+    assert np.all(np.isfinite(grad)) and np.abs(grad).sum() > 0
+    # Only pixels within search//2 + window//2 (+ their reflections) can matter.
+    assert not np.any(grad[0, 6:, :8])
+
+
+def test_check_grads_float64():
+    rng = np.random.default_rng(4)
+    with jax.enable_x64(True):
+        hr = jnp.asarray(rng.random((1, 9, 10, 2)))
+        sr = jnp.asarray(np.clip(np.asarray(hr) + 0.1 * rng.standard_normal(hr.shape), 0, 1))
+        mask = jnp.asarray((rng.random((1, 9, 10)) < 0.4).astype(np.float64))
+
+        def loss(x):
+            return ssl_loss(x, hr, mask, search_size=5, window_size=3, h=0.05)
+
+        assert loss(sr).dtype == jnp.float64
+        check_grads(loss, (sr,), order=1, modes=("rev",), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_too_small_image_raises():
+    x = np.zeros((1, 12, 30, 3), np.float32)
+    with pytest.raises(ValueError, match="search_size//2\\+1"):
+        ssl_loss(x, x, np.zeros((1, 12, 30), np.float32))
+    with pytest.raises(ValueError, match="search_size//2\\+1"):
+        self_similarity_graph(np.zeros((30, 12, 3), np.float32))
+    ssl_loss(x[:, :, :13], x[:, :, :13], np.zeros((1, 12, 13), np.float32), search_size=23)
+
+
+@pytest.mark.torch
+def test_matches_torch_unfold_path_loss_and_gradient(crops):
+    torch = pytest.importorskip("torch")
+    from tests.torch_refs import ssl as torch_ssl
+
+    sr, hr, mask = crops
+    # Keep the unfold path's memory small: one crop, stride-3 subset of its edges.
+    sr, hr = sr[:1], hr[:1]
+    mask = mask[:1] * mask_stride_pattern(48, 48, 3)
+    value, grad = jax.value_and_grad(ssl_loss)(sr, hr, mask)
+
+    sr_t = torch.tensor(sr.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
+    hr_t = torch.tensor(hr.transpose(0, 3, 1, 2), dtype=torch.float64)
+    ref = torch_ssl.ssl_loss(sr_t, hr_t, torch.tensor(mask))
+    ref.backward()
+    ref_grad = sr_t.grad.numpy().transpose(0, 2, 3, 1)
+
+    np.testing.assert_allclose(float(value), float(ref), rtol=1e-4)
+    scale = np.abs(ref_grad).max()
+    assert scale > 0
+    np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=0, atol=2e-4 * scale)
