@@ -49,15 +49,6 @@ def parse_kwargs(items: list[str]) -> dict:
     return out
 
 
-def model_scale(model) -> int | None:
-    """The upscaling factor a model declares (RRDBNet.scale, MSRResNet/SwinIR.upscale)."""
-    for attr in ("scale", "upscale"):
-        value = getattr(model, attr, None)
-        if isinstance(value, int):
-            return value
-    return None
-
-
 def main(argv):
     del argv
     import pathlib
@@ -65,10 +56,10 @@ def main(argv):
     from sslsr import evaluate
 
     model = evaluate.load_model(FLAGS.checkpoint, arch=FLAGS.arch, **parse_kwargs(FLAGS.arch_kwargs))
-    scale = FLAGS.scale or model_scale(model)
+    scale = FLAGS.scale or evaluate.model_scale(model)
     if scale is None:
         raise app.UsageError("--scale: the model does not declare its scale; pass --scale")
-    declared = model_scale(model)
+    declared = evaluate.model_scale(model)
     if declared is not None and declared != scale:
         raise app.UsageError(f"--scale {scale} but the model upscales x{declared}")
     results = evaluate.evaluate(

@@ -16,7 +16,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.INFO)
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     from sslsr.train import train_and_evaluate
 
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)

@@ -202,6 +202,15 @@ def load_model(checkpoint: str | os.PathLike, *, arch: str | None = None, **arch
     return from_torch(str(path), arch, **arch_kwargs)
 
 
+def model_scale(model) -> int | None:
+    """The upscaling factor a model declares (RRDBNet.scale, MSRResNet/SwinIR.upscale), else None."""
+    for attr in ("scale", "upscale"):
+        value = getattr(model, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 # ----------------------------------------------------------------------------- metrics
 
 METRICS = ("psnr", "ssim", "lpips", "dists")
@@ -212,8 +221,8 @@ _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "dists": "{:.
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 
-def _network_metric(module: nnx.Module, crop_border: int, input_range: str) -> MetricFn:
-    """uint8 (H, W, 3) pair -> float through a jitted (x, y) -> (N,) NNX metric network."""
+def _network_metric(module: nnx.Module, crop_border: int) -> MetricFn:
+    """uint8 (H, W, 3) pair -> float via a jitted NNX metric network on NHWC [0, 1] -> (N,)."""
     graphdef, state = nnx.split(module)
 
     @jax.jit
@@ -226,8 +235,6 @@ def _network_metric(module: nnx.Module, crop_border: int, input_range: str) -> M
             sr, hr = sr[c:-c, c:-c], hr[c:-c, c:-c]
         x = sr.astype(np.float32) / 255.0
         y = hr.astype(np.float32) / 255.0
-        if input_range == "-1,1":
-            x, y = 2.0 * x - 1.0, 2.0 * y - 1.0
         return float(dist(state, x[None], y[None]))
 
     return fn
@@ -236,8 +243,9 @@ def _network_metric(module: nnx.Module, crop_border: int, input_range: str) -> M
 def build_metrics(names: Sequence[str], *, crop_border: int, log: Callable[[str], None] = print):
     """Metric functions on uint8 RGB (sr, hr) pairs, and the reasons for those that cannot run.
 
-    PSNR/SSIM: Y channel, BasicSR protocol. LPIPS: AlexNet v0.1 (the paper's protocol), inputs in
-    [-1, 1]. DISTS: VGG16 with L2 pooling, inputs in [0, 1]. All with `crop_border` removed.
+    PSNR/SSIM: Y channel, BasicSR protocol. LPIPS: AlexNet v0.1 (the paper's protocol), images
+    mapped to [-1, 1]. DISTS: VGG16 with L2 pooling, images in [0, 1], full resolution (no resize
+    to 256 as DISTS_pytorch's demo script does). All with `crop_border` removed.
     Returns:
       ({name: fn(sr, hr) -> float}, {name: one-line reason it was skipped}).
     """
@@ -252,12 +260,12 @@ def build_metrics(names: Sequence[str], *, crop_border: int, log: Callable[[str]
             fns[name] = lambda sr, hr: metrics.ssim(sr, hr, crop_border=crop_border)
         elif name == "lpips":
             try:
-                fns[name] = _network_metric(metrics.LPIPS(net="alex"), crop_border, "-1,1")
+                fns[name] = _network_metric(metrics.LPIPS(net="alex", input_range="[0,1]"), crop_border)
             except (OSError, ImportError, ValueError) as e:
                 skipped[name] = f"LPIPS skipped: {e}"
         elif name == "dists":
             try:
-                fns[name] = _network_metric(metrics.load_dists(), crop_border, "0,1")
+                fns[name] = _network_metric(metrics.load_dists(), crop_border)
             except metrics.MetricUnavailable as e:
                 skipped[name] = f"DISTS skipped: {e}"
         else:
@@ -382,6 +390,8 @@ def evaluate(
     from sslsr.data.datasets import iterate_eval_pairs
     from sslsr.data.degradations import imresize
 
+    if bf16 and not isinstance(model, nnx.Module):
+        raise ValueError("evaluate: bf16=True needs an nnx.Module model (a forward callable sets its own dtype)")
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     forward = make_forward(model, bf16=bf16) if isinstance(model, nnx.Module) else model

@@ -206,3 +206,79 @@ def test_identical_images_psnr_inf_in_reports(tmp_path, photos):
     assert math.isinf(results["means"]["Same"]["oracle"]["psnr"])
     assert "| oracle | inf | 1.0000 |" in (tmp_path / "out" / "results.md").read_text()
     assert json.loads((tmp_path / "out" / "results.json").read_text())["means"]["Same"]["oracle"]["psnr"] == "inf"
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path):
+    """A tiny random MSRResNet saved as PyTorch-layout safetensors (what users download)."""
+    from safetensors.numpy import save_file
+
+    from sslsr.convert import to_torch_state_dict
+
+    model = MSRResNet(num_feat=8, num_block=1, upscale=4, rngs=nnx.Rngs(0))
+    path = tmp_path / "tiny_x4.safetensors"
+    save_file(to_torch_state_dict(model, "MSRResNet"), str(path))
+    return model, path
+
+
+def test_eval_cli_with_weights_file(tmp_path, photos, tiny_weights):
+    import importlib.util
+    import pathlib
+
+    from absl import flags
+
+    model, path = tiny_weights
+    _write_dataset(tmp_path / "data" / "Tiny", {"coffee": photos["coffee"][120:184, 200:248]}, with_lr=True)
+    spec = importlib.util.spec_from_file_location("eval_cli", pathlib.Path(__file__).parents[1] / "eval.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    argv = [
+        "eval.py", f"--checkpoint={path}", "--arch=MSRResNet", "--arch_kwargs=num_feat=8,num_block=1,upscale=4",
+        "--datasets=Tiny", f"--data_root={tmp_path / 'data'}", f"--out={tmp_path / 'out'}", "--metrics=psnr,ssim",
+        "--tile=12", "--tile_overlap=10",
+    ]
+    flags.FLAGS(argv)
+    try:
+        cli.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["config"]["model"] == "tiny_x4" and data["config"]["scale"] == 4 and data["config"]["tile"] == 12
+    sr = np.asarray(Image.open(tmp_path / "out" / "Tiny" / "coffee.png"))
+    lr = imresize(photos["coffee"][120:184, 200:248], 0.25)
+    want = evaluate.to_uint8(evaluate.super_resolve(evaluate.make_forward(model), lr, scale=4))
+    np.testing.assert_array_equal(sr, want)  # overlap 10 covers the receptive field (radius <= 5)
+
+
+def test_upscale_cli(tmp_path, photos, tiny_weights):
+    from sslsr import upscale
+
+    model, path = tiny_weights
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photos["rocket"][:20, :24]).save(src / "a.jpg")
+    Image.fromarray(photos["rocket"][:20, :24, 0]).save(src / "grey.png")
+    upscale.main([str(src), str(tmp_path / "out"), "--checkpoint", str(path), "--arch", "MSRResNet",
+                  "--arch_kwargs", "num_feat=8", "num_block=1", "upscale=4"])
+    grey = np.asarray(Image.open(tmp_path / "out" / "grey.png"))
+    assert grey.shape == (80, 96, 3)
+    rgb_in = np.repeat(photos["rocket"][:20, :24, :1], 3, axis=2)
+    want = evaluate.to_uint8(evaluate.super_resolve(evaluate.make_forward(model), rgb_in, scale=4))
+    np.testing.assert_array_equal(grey, want)
+    assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (80, 96, 3)
+
+
+def test_load_model_dispatch(tmp_path, monkeypatch):
+    import sslsr.train
+
+    sentinel = object()
+    monkeypatch.setattr(sslsr.train, "restore_generator", lambda path: (sentinel, path))
+    assert evaluate.load_model(tmp_path) == (sentinel, tmp_path)  # a folder is a training workdir
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        evaluate.load_model(tmp_path / "missing.pth", arch="RRDBNet")
+    (tmp_path / "w.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="needs --arch"):
+        evaluate.load_model(tmp_path / "w.pth")
+    (tmp_path / "w.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match="unsupported checkpoint type"):
+        evaluate.load_model(tmp_path / "w.ckpt", arch="RRDBNet")

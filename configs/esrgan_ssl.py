@@ -1,0 +1,41 @@
+"""ESRGAN-SSL, the paper's main run: RRDBNet-23 fine-tuned from an L1 (PSNR) model with
+L1 1e-2 + VGG19 conv5_4 perceptual 1.0 + relativistic GAN 5e-3 + SSL (beta 1000).
+
+Run:
+    python train.py --config configs/esrgan_ssl.py --workdir workdirs/esrgan_ssl \
+        --config.generator.init_from=workdirs/rrdb_psnr \
+        --config.loss.perceptual_weights=/path/to/vgg19-dcbfe0e4.pth \
+        --config.data.train=/path/to/DF2K_HR --config.data.val=/work/shared/data/Set14
+  (`init_from` also takes BasicSR's RRDB_PSNR_x4.pth; `train.batch_size` is the GLOBAL batch:
+  the published config uses 64 per GPU without saying how many GPUs, so set it for your setup.)
+Variants:
+    :stride3   SSL on every third edge pixel (the paper's text; the published runs used stride 1).
+    :demo      a few minutes on 2 CPU cores: RRDBNet with 2 blocks / 32 features, 200 L1 steps then
+               200 GAN+SSL steps at batch 4 on 128 px patches of photos bundled with scikit-image,
+               VGG16 conv5_3 as the perceptual network. `make demo` runs it and evaluates it.
+    variants combine with commas, e.g. `:demo,stride3`.
+Expected time: 400k iterations of RRDBNet-23 at 128 px patches take days on one GPU (ESRGAN-scale
+  training); the demo takes ~5 minutes on 2 CPU cores (see benchmarks/results/train.md).
+Expected result: the paper reports for ESRGAN-SSL better LPIPS/DISTS than ESRGAN on Set14 /
+  Urban100 / DIV2K-val with fewer artifacts; the demo only shows the pipeline end to end (its PSNR
+  on the two demo validation photos is near bicubic's; it is not a trained model).
+"""
+
+from sslsr.train.config import base_config, demo
+
+
+def get_config(arg: str | None = None):
+    variants = set(filter(None, (arg or "").split(",")))
+    unknown = variants - {"demo", "stride3"}
+    if unknown:
+        raise ValueError(f"configs/esrgan_ssl.py: unknown variant(s) {sorted(unknown)}; use demo, stride3")
+    c = base_config()
+    c.generator.init_from = "workdirs/rrdb_psnr"
+    c.generator.init_key = "params_ema"
+    c.data.train = "datasets/DF2K/HR"
+    c.data.val = "datasets/Set14"
+    if "stride3" in variants:
+        c.loss.ssl_mask_stride = 3
+    if "demo" in variants:
+        demo(c)
+    return c
