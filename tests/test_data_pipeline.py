@@ -218,6 +218,7 @@ def test_loader_shards_are_disjoint_streams():
     np.testing.assert_array_equal(s1["hr"], full["hr"][1::2])
 
 
+@pytest.mark.slow
 def test_loader_workers_give_the_same_stream_and_state():
     imgs = [(n, coord_image(32, 40)) for n in "abcde"]
     kw = dict(images=imgs, scale=2, patch_size=8, batch_size=2, seed=5, shard=(0, 1))
@@ -276,3 +277,26 @@ def test_cache_images_same_stream(tmp_path):
             np.testing.assert_array_equal(x[k], y[k])
     b = _first(make_train_loader(**kw), 1)[0]
     assert b["hr"].max() <= 1.0 and b["hr"].min() >= 0.0
+
+
+@pytest.mark.slow
+def test_worker_error_names_the_file(tmp_path):
+    root = write_paired(tmp_path, [("a", (40, 40)), ("b", (40, 40))])
+    data = (root / "HR/b.png").read_bytes()
+    (root / "HR/b.png").write_bytes(data[:-60])  # header intact: only decoding (in a worker) fails
+    it = iter(make_train_loader(hr_dir=root / "HR", scale=2, patch_size=8, batch_size=2, num_workers=2, use_mask=False, shard=(0, 1)))
+    try:
+        with pytest.raises(ValueError, match=r"HR/b\.png: cannot read image"):
+            for _ in range(4):
+                next(it)
+    finally:
+        it.close()
+
+
+@pytest.mark.shared
+def test_t91_small_images_listed_once(shared_data):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        kept = datasets.drop_small(datasets.folder_records(shared_data / "T91" / "HR"), 128, 4)
+    assert len(kept) == 84 and len(w) == 1
+    assert "skipping 7 of 91" in str(w[0].message) and "t20 (78x78)" in str(w[0].message)

@@ -154,3 +154,14 @@ def test_swinir_matches_pytorch(upsampler, upscale, resi, pad_mode, size):
     expected = torch_forward(ref, x)
     assert out.shape == (2, size[0] * upscale, size[1] * upscale, 3)
     assert rel_err(out, expected) <= 1e-4
+
+
+def test_swinir_drop_path_acts_in_training_only():
+    kw = dict(upscale=2, img_size=8, window_size=4, depths=(2,), embed_dim=8, num_heads=(2,), drop_path_rate=0.5)
+    model = SwinIR(**kw, rngs=nnx.Rngs(0))
+    plain = convert.from_torch(convert.to_torch_state_dict(model, "SwinIR"), "SwinIR", **{**kw, "drop_path_rate": 0.0})
+    x = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+    train_a, train_b = np.asarray(model(jnp.asarray(x))), np.asarray(model(jnp.asarray(x)))
+    assert not np.allclose(train_a, train_b)  # fresh per-sample draws each call
+    model.eval()
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(x))), np.asarray(plain(jnp.asarray(x))), atol=1e-6)

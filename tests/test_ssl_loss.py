@@ -30,11 +30,16 @@ def crops(photos):
     return sr, hr, mask
 
 
-@functools.partial(jax.jit, static_argnames=("search_size", "window_size"))
-def _loss_and_grad(sr, hr, mask, alpha=1.0, h=0.004, search_size=25, window_size=9):
+@functools.partial(jax.jit, static_argnums=(5, 6))
+def _jitted_loss_and_grad(sr, hr, mask, alpha, h, search_size, window_size):
     return jax.value_and_grad(ssl_loss)(
         sr, hr, mask, alpha=alpha, h=h, search_size=search_size, window_size=window_size
     )
+
+
+def _loss_and_grad(sr, hr, mask, alpha=1.0, h=0.004, search_size=25, window_size=9):
+    # Always the same positional signature, so every call with a shape hits one compilation.
+    return _jitted_loss_and_grad(sr, hr, mask, alpha, h, search_size, window_size)
 
 
 def _loss_terms(sr, hr, mask, **kw):

@@ -6,8 +6,9 @@ published checkpoints 1:1. The PyTorch buffers `relative_position_index` and `at
 state here: they are recomputed from static shapes (see `torch_buffers` for the converter).
 
 Simplifications vs the official constructor (all at the official defaults for the published
-models): patch_size 1, no absolute position embedding, patch_norm on, qkv_bias on, and no
-dropout / drop-path (the official `drop_path_rate=0.1` only acts in training).
+models): patch_size 1, no absolute position embedding, patch_norm on, qkv_bias on, no plain
+dropout (official default 0). Stochastic depth (`drop_path_rate`) is supported but defaults to 0
+here (official default 0.1, which KAIR/BasicSR training configs inherit; it only acts in training).
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class SwinTransformerBlock(nnx.Module):
         window_size: int,
         shift_size: int,
         mlp_ratio: float,
+        drop_path: float = 0.0,
         *,
         rngs: nnx.Rngs,
     ):
@@ -150,6 +152,11 @@ class SwinTransformerBlock(nnx.Module):
         self.attn = WindowAttention(dim, window_size, num_heads, rngs=rngs)
         self.norm2 = _layer_norm(dim, rngs)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), rngs=rngs)
+        # Stochastic depth: one keep/drop draw per sample, i.e. a dropout mask shared over H, W, C.
+        self.drop_path = nnx.Dropout(drop_path, broadcast_dims=(1, 2, 3), rngs=rngs) if drop_path > 0 else None
+
+    def _drop_path(self, x: jax.Array) -> jax.Array:
+        return x if self.drop_path is None else self.drop_path(x)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         _, hh, ww, c = x.shape
@@ -166,8 +173,8 @@ class SwinTransformerBlock(nnx.Module):
         y = window_reverse(self.attn(windows, mask).reshape(-1, ws, ws, c), ws, hh, ww)
         if shift:
             y = jnp.roll(y, (shift, shift), axis=(1, 2))
-        x = x + y
-        return x + self.mlp(self.norm2(x))
+        x = x + self._drop_path(y)
+        return x + self._drop_path(self.mlp(self.norm2(x)))
 
 
 def _conv_stack(dim: int, resi_connection: str, rngs: nnx.Rngs):
@@ -192,11 +199,18 @@ def _apply_conv_stack(stack, x: jax.Array) -> jax.Array:
 class BasicLayer(nnx.Module):
     """`depth` Swin blocks alternating plain and shifted windows (official `blocks.<i>`)."""
 
-    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio, *, rngs):
+    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio, drop_path, *, rngs):
         self.blocks = nnx.List(
             [
                 SwinTransformerBlock(
-                    dim, input_resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio, rngs=rngs
+                    dim,
+                    input_resolution,
+                    num_heads,
+                    window_size,
+                    0 if i % 2 == 0 else window_size // 2,
+                    mlp_ratio,
+                    drop_path[i],
+                    rngs=rngs,
                 )
                 for i in range(depth)
             ]
@@ -211,8 +225,10 @@ class BasicLayer(nnx.Module):
 class RSTB(nnx.Module):
     """Residual Swin Transformer block: `x + conv(residual_group(x))`. (B, H, W, C) -> same."""
 
-    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio, resi_connection, *, rngs):
-        self.residual_group = BasicLayer(dim, input_resolution, depth, num_heads, window_size, mlp_ratio, rngs=rngs)
+    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio, resi_connection, drop_path, *, rngs):
+        self.residual_group = BasicLayer(
+            dim, input_resolution, depth, num_heads, window_size, mlp_ratio, drop_path, rngs=rngs
+        )
         self.conv = _conv_stack(dim, resi_connection, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -242,6 +258,8 @@ class SwinIR(nnx.Module):
       upsampler: 'pixelshuffle' (classical), 'pixelshuffledirect' (lightweight) or
         'nearest+conv' (real-world SR).
       resi_connection: '1conv' or '3conv'.
+      drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks (training
+        only; `model.eval()` turns it off).
       pad_mode: 'reflect' pads bottom/right to the next window multiple by reflection (official
         model); 'flip' always adds (h // ws + 1) * ws - h rows (and likewise columns) mirrored
         with the edge repeated, like the SSL paper's fork (64 -> 72). The output is cropped back
@@ -261,6 +279,7 @@ class SwinIR(nnx.Module):
         mlp_ratio: float = 2.0,
         upsampler: str = "pixelshuffle",
         resi_connection: str = "1conv",
+        drop_path_rate: float = 0.0,
         pad_mode: str = "reflect",
         *,
         rngs: nnx.Rngs,
@@ -285,10 +304,12 @@ class SwinIR(nnx.Module):
 
         self.conv_first = torch_conv(in_chans, embed_dim, 3, rngs=rngs)
         self.patch_embed = PatchEmbed(embed_dim, rngs=rngs)
+        dpr = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
+        starts = np.cumsum((0, *depths)).tolist()
         self.layers = nnx.List(
             [
-                RSTB(embed_dim, res, d, h, window_size, mlp_ratio, resi_connection, rngs=rngs)
-                for d, h in zip(depths, num_heads, strict=True)
+                RSTB(embed_dim, res, d, h, window_size, mlp_ratio, resi_connection, dpr[s : s + d], rngs=rngs)
+                for d, h, s in zip(depths, num_heads, starts, strict=False)
             ]
         )
         self.norm = _layer_norm(embed_dim, rngs)
