@@ -7,7 +7,8 @@ upsampling of the same LR is scored as a baseline row. Outputs under `out_dir`:
 
   results.md     table like the paper's Table 1 (methods x datasets/metrics), means per dataset
   results.csv    one row per (dataset, image, method)
-  results.json   config, means and per-image values
+  results.json   config, means and per-image values (SR seconds per image include the XLA
+                 compilation whenever an image has a new shape)
   <dataset>/<image>.png            the SR images
   comparisons/<dataset>_<image>_{gain,loss}.png   bicubic | SR | HR crops for the images where the
                  model gains / loses most against bicubic
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import pathlib
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import jax
@@ -218,24 +220,32 @@ LOWER_IS_BETTER = {"psnr": False, "ssim": False, "lpips": True, "dists": True}
 _HEADERS = {"psnr": "PSNR↑", "ssim": "SSIM↑", "lpips": "LPIPS↓", "dists": "DISTS↓"}
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "dists": "{:.4f}"}
 
-MetricFn = Callable[[np.ndarray, np.ndarray], float]
+# fn(hr, [candidate, ...]) -> [score of each candidate against hr]; all uint8 (H, W, 3).
+MetricFn = Callable[[np.ndarray, Sequence[np.ndarray]], list[float]]
+
+
+def _pairwise_metric(fn: Callable[[np.ndarray, np.ndarray], float]) -> MetricFn:
+    return lambda hr, images: [fn(img, hr) for img in images]
 
 
 def _network_metric(module: nnx.Module, crop_border: int) -> MetricFn:
-    """uint8 (H, W, 3) pair -> float via a jitted NNX metric network on NHWC [0, 1] -> (N,)."""
+    """A jitted metric network (`features` + `distance`, NHWC [0, 1]) as a MetricFn.
+
+    The reference's features are computed once for all candidates (SR and bicubic).
+    """
     graphdef, state = nnx.split(module)
 
     @jax.jit
-    def dist(state, x, y):
-        return nnx.merge(graphdef, state)(x, y)[0]
+    def dist(state, ref, images):
+        m = nnx.merge(graphdef, state)
+        return m.distance(m.features(images), m.features(ref))
 
-    def fn(sr, hr):
+    def fn(hr, images):
         c = crop_border
-        if c:
-            sr, hr = sr[c:-c, c:-c], hr[c:-c, c:-c]
-        x = sr.astype(np.float32) / 255.0
-        y = hr.astype(np.float32) / 255.0
-        return float(dist(state, x[None], y[None]))
+        crop = (lambda a: a[c:-c, c:-c]) if c else (lambda a: a)
+        ref = crop(hr)[None].astype(np.float32) / 255.0
+        batch = np.stack([crop(img) for img in images]).astype(np.float32) / 255.0
+        return [float(v) for v in np.asarray(dist(state, ref, batch))]
 
     return fn
 
@@ -247,7 +257,7 @@ def build_metrics(names: Sequence[str], *, crop_border: int, log: Callable[[str]
     mapped to [-1, 1]. DISTS: VGG16 with L2 pooling, images in [0, 1], full resolution (no resize
     to 256 as DISTS_pytorch's demo script does). All with `crop_border` removed.
     Returns:
-      ({name: fn(sr, hr) -> float}, {name: one-line reason it was skipped}).
+      ({name: fn(hr, [image, ...]) -> [float, ...]}, {name: one-line reason it was skipped}).
     """
     from sslsr import metrics
 
@@ -255,9 +265,9 @@ def build_metrics(names: Sequence[str], *, crop_border: int, log: Callable[[str]
     skipped: dict[str, str] = {}
     for name in names:
         if name == "psnr":
-            fns[name] = lambda sr, hr: metrics.psnr(sr, hr, crop_border=crop_border)
+            fns[name] = _pairwise_metric(lambda sr, hr: metrics.psnr(sr, hr, crop_border=crop_border))
         elif name == "ssim":
-            fns[name] = lambda sr, hr: metrics.ssim(sr, hr, crop_border=crop_border)
+            fns[name] = _pairwise_metric(lambda sr, hr: metrics.ssim(sr, hr, crop_border=crop_border))
         elif name == "lpips":
             try:
                 fns[name] = _network_metric(metrics.LPIPS(net="alex", input_range="[0,1]"), crop_border)
@@ -405,14 +415,15 @@ def evaluate(
         keep: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         pairs = iterate_eval_pairs(root, scale=scale, hr_mod=hr_mod)
         for name, lr, hr in tqdm(pairs, desc=ds_name, total=count, disable=not progress, unit="img"):
-            t0 = _now()
+            t0 = time.perf_counter()
             sr = to_uint8(
                 super_resolve(forward, lr, scale=scale, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble)
             )
-            seconds = _now() - t0
+            seconds = time.perf_counter() - t0
             bic = imresize(lr, scale)
-            row_sr = _Row(ds_name, name, model_name, {m: float(f(sr, hr)) for m, f in fns.items()}, seconds)
-            row_bic = _Row(ds_name, name, "Bicubic", {m: float(f(bic, hr)) for m, f in fns.items()})
+            scores = {m: f(hr, [sr, bic]) for m, f in fns.items()}
+            row_sr = _Row(ds_name, name, model_name, {m: float(v[0]) for m, v in scores.items()}, seconds)
+            row_bic = _Row(ds_name, name, "Bicubic", {m: float(v[1]) for m, v in scores.items()})
             ds_rows.append((row_bic, row_sr))
             if save_images:
                 _save_png(out_dir / ds_name / f"{name}.png", sr)
@@ -431,17 +442,13 @@ def evaluate(
     config = dict(
         model=model_name, scale=scale, datasets=[s[0] for s in sources], metrics=list(fns), tile=tile,
         tile_overlap=tile_overlap if tile else None, self_ensemble=self_ensemble, bf16=bf16,
-        crop_border=scale, lpips="AlexNet v0.1, inputs in [-1, 1]", y_channel=True,
+        crop_border=scale, y_channel=True,
     )
+    if "lpips" in fns:
+        config["lpips"] = "AlexNet v0.1, images mapped to [-1, 1]"
     results = _summarize(rows, config, skipped)
     _write_reports(out_dir, rows, results)
     return results
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
 
 
 def _gains(ds_rows, metric):

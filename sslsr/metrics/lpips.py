@@ -62,6 +62,8 @@ class LPIPS(nnx.Module):
       input_range: '[-1,1]' (LPIPS's convention) or '[0,1]' (e.g. generator outputs).
 
     Call: x, y (N, H, W, 3) float -> (N,) float32 distances (0 for identical images).
+    `distance(features(x), features(y))` is the same, with features reusable (e.g. one reference
+    against several candidates).
     Parameters: `backbone.features.<i>.kernel/bias` (torchvision `net.features.<i>`) and
     `lin0..lin4` (C_k,) (PyTorch LPIPS `lin<k>.model.1.weight`). Use it as a loss by calling it
     inside the loss function; keep it out of the optimizer's `wrt` (it is not meant to train).
@@ -89,21 +91,27 @@ class LPIPS(nnx.Module):
         self.lin3 = nnx.Param(jnp.asarray(heads["lin3"]))
         self.lin4 = nnx.Param(jnp.asarray(heads["lin4"]))
 
-    def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
-        if x.shape != y.shape or x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"LPIPS: expected two NHWC RGB batches of one shape, got {x.shape} and {y.shape}")
+    def features(self, x: jax.Array) -> list[jax.Array]:
+        """The five unit-normalized feature maps LPIPS compares: (N, H, W, 3) -> [(N, h_k, w_k, C_k)]."""
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"LPIPS: expected an NHWC RGB batch, got shape {x.shape}")
         x = jnp.asarray(x, jnp.float32)
-        y = jnp.asarray(y, jnp.float32)
         if self.input_range == "[0,1]":
-            x, y = 2.0 * x - 1.0, 2.0 * y - 1.0
-        shift, scale = jnp.asarray(_SHIFT), jnp.asarray(_SCALE)
+            x = 2.0 * x - 1.0
+        x = (x - jnp.asarray(_SHIFT)) / jnp.asarray(_SCALE)
+        return [unit_normalize(f) for f in self.backbone(x).values()]
+
+    def distance(self, fx: list[jax.Array], fy: list[jax.Array]) -> jax.Array:
+        """LPIPS from `features` of both sides (batch sizes equal or broadcastable) -> (N,)."""
+        heads = (self.lin0, self.lin1, self.lin2, self.lin3, self.lin4)
+        total = 0.0
+        for a, b, w in zip(fx, fy, heads):
+            total = total + jnp.mean(((a - b) ** 2) @ w[...], axis=(1, 2))
+        return total
+
+    def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        if x.shape != y.shape:
+            raise ValueError(f"LPIPS: expected two NHWC RGB batches of one shape, got {x.shape} and {y.shape}")
         # Identical inputs give exactly 0 eagerly; under jit XLA's vectorised channel reductions
         # may round the two normalisations differently (|d| ~ 1e-15).
-        fx = self.backbone((x - shift) / scale)
-        fy = self.backbone((y - shift) / scale)
-        heads = (self.lin0, self.lin1, self.lin2, self.lin3, self.lin4)
-        total = jnp.zeros((x.shape[0],), jnp.float32)
-        for a, b, w in zip(fx.values(), fy.values(), heads):
-            d = (unit_normalize(a) - unit_normalize(b)) ** 2
-            total = total + jnp.mean(d @ w[...], axis=(1, 2))
-        return total
+        return self.distance(self.features(x), self.features(y))

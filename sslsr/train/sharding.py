@@ -6,7 +6,8 @@ replicated. Each process feeds its own slice of the global batch (the grain load
 
 Multi-host: `maybe_initialize_distributed` calls `jax.distributed.initialize` when
 `JAX_COORDINATOR_ADDRESS` (with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`) is set, or under SLURM /
-Open MPI with more than one task (JAX detects those itself).
+Open MPI with more than one task (JAX detects those itself). On CPU it selects the gloo
+collectives; two CPU processes on localhost train together (tests/test_train_sharding.py).
 """
 
 from __future__ import annotations
@@ -25,16 +26,20 @@ def maybe_initialize_distributed() -> bool:
     global _initialized
     if _initialized:
         return True
+    multi = bool(os.environ.get("JAX_COORDINATOR_ADDRESS")) or any(
+        int(os.environ.get(v, "1")) > 1 for v in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+    if not multi:
+        return False
+    # CPU processes need gloo for cross-process collectives (GPU/TPU backends ignore this flag).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         jax.distributed.initialize(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
             process_id=int(os.environ["JAX_PROCESS_ID"]),
         )
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
-        jax.distributed.initialize()
     else:
-        return False
+        jax.distributed.initialize()  # SLURM / Open MPI: JAX detects the cluster itself
     _initialized = True
     return True
 
