@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,torch]'
+	# DISTS weights (weights.pt) ship in this wheel; --no-deps because it would pull torchvision,
+	# which breaks beside torch 2.13.0. The package itself is never imported.
+	$(PY) -m pip install -q --no-deps dists-pytorch==0.1
 	touch $(STAMP)
 
 install: $(STAMP)
