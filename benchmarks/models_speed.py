@@ -29,6 +29,12 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
+def _pure_forward(graphdef):
+    from flax import nnx
+
+    return lambda state, x: nnx.merge(graphdef, state)(x)
+
+
 def main() -> None:
     args = _parse()
     import jax
@@ -55,7 +61,7 @@ def main() -> None:
         ref = torch_cls(**kw).eval()
         model = convert.from_torch(ref.state_dict(), name, **kw)
         graphdef, state = nnx.split(model)
-        fwd = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+        fwd = jax.jit(_pure_forward(graphdef))
 
         t0 = time.perf_counter()
         compiled = fwd.lower(state, jnp.asarray(x)).compile()
@@ -77,11 +83,16 @@ def main() -> None:
         err = float(np.max(np.abs(out - expected)) / np.max(np.abs(expected)))
         tj, tt = min(jax_times), min(torch_times)
         rows.append((name, tj, tt, tj / tt, compile_s, err))
-        print(f"{name}: jax {tj:.2f}s torch {tt:.2f}s ratio {tj / tt:.2f} compile {compile_s:.1f}s rel err {err:.1e}", flush=True)
+        print(
+            f"{name}: jax {tj:.2f}s torch {tt:.2f}s ratio {tj / tt:.2f} compile {compile_s:.1f}s rel err {err:.1e}",
+            flush=True,
+        )
 
     print()
-    print(f"LR input 1x{args.size}x{args.size}x3, x4 output; {jax.devices()[0].device_kind}, os.cpu_count()={os.cpu_count()}, "
-          f"torch threads {args.threads}, best of {args.repeats}")
+    print(
+        f"LR input 1x{args.size}x{args.size}x3, x4 output; {jax.devices()[0].device_kind}, "
+        f"os.cpu_count()={os.cpu_count()}, torch threads {args.threads}, best of {args.repeats}"
+    )
     print()
     print("| model | JAX jit (s) | PyTorch eager (s) | JAX / PyTorch | JAX compile (s) | max rel diff |")
     print("|---|---|---|---|---|---|")

@@ -9,7 +9,8 @@ Run:
   L1 1.0, perceptual conv1_2 0.1 / conv2_2 0.1 / conv3_4 1 / conv4_4 1 / conv5_4 1, GAN 0.1, no EMA,
   MultiStep x0.5 at 100k of 150k, degradation 'realesrgan_ssl' (sslsr.data.degradations).
   Not reproduced: Real-ESRGAN computes L1/perceptual against a USM-sharpened HR; here against HR.
-Variants: `:demo` (2-block RRDBNet, 64 px patches, VGG16 layers, a few minutes on CPU).
+Variants: `:demo` (2-block RRDBNet, 64 px patches, VGG16 conv1_2/conv2_2/conv3_3/conv4_3/conv5_3, a few
+  minutes on CPU).
 Expected time: 150k iterations at 256 px, batch 12: days on one GPU.
 Expected result: the paper's Real-ESRGAN-SSL row (fewer artifacts than Real-ESRGAN).
 """

@@ -6,7 +6,7 @@ Run:
         --config.data.train=/path/to/DF2K_HR --config.data.val=/work/shared/data/Set14
   Settings: batch 16, 128 px HR patches, Adam 2e-4 (0.9, 0.99), cosine annealing with restarts
   every 250k of 1M iterations (eta_min 1e-7), EMA 0.999, L1 only, no discriminator.
-Variants: `:demo` (300 L1 steps of a 2-block RRDBNet on the bundled photos, ~2 minutes on CPU).
+Variants: `:demo` (300 L1 steps of a 2-block RRDBNet on 64 px patches of the bundled photos, ~2 minutes on CPU).
 Expected time: 1M iterations are several GPU-days.
 Expected result: BasicSR's RRDB_PSNR_x4 reaches ~30.9 dB PSNR (Y) on Set5 (x4, bicubic).
 """

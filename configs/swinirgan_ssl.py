@@ -8,7 +8,8 @@ Run:
   Settings: HR patch 256, batch 4 per GPU in the published config (`train.batch_size` is global:
   multiply by your GPU count), MultiStep x0.5 at 50k/80k/90k/95k of 100k, other settings as
   configs/esrgan_ssl.py.
-Variants: `:demo` (a 1-layer SwinIR with 16 channels, a few minutes on CPU).
+Variants: `:demo` (a 2-block SwinIR with 16 channels, 64 px patches and UNetDiscriminatorSN, a few
+  minutes on CPU; see configs/esrgan_ssl.py).
 Expected time: 100k iterations of SwinIR-M at 256 px: days on one GPU.
 Expected result: the paper's SwinIR-GAN-SSL row (better LPIPS/DISTS than SwinIR-GAN).
 """

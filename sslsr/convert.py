@@ -13,8 +13,9 @@ joined with '.' is the PyTorch key once the leaf is renamed and re-laid-out:
 | anything else (`bias`, `weight_u`, `weight_v`, `num_batches_tracked`, bias tables) | same name | |
 
 Buffers that PyTorch stores but the NNX modules recompute (SwinIR's `relative_position_index` and
-`attn_mask`, BatchNorm's `num_batches_tracked` where a module does not keep it) are checked against
-the recomputed values on import (or accepted when absent) and emitted on export.
+`attn_mask`) are checked against the recomputed values on import (or accepted when absent) and
+emitted on export. A BatchNorm `num_batches_tracked` that the NNX module does not keep is accepted
+and ignored (PyTorch only reads it when momentum=None); modules that keep it round-trip it (int64).
 
 Checkpoint wrappers: BasicSR saves `{'params': sd}` and, for GAN models, `{'params_ema': sd}`;
 KAIR and the official SwinIR save the bare dict; `nn.DataParallel` prefixes keys with 'module.'.
@@ -180,7 +181,9 @@ def load_state_dict(source: Any, param_key: str | None = "params") -> dict[str, 
             try:
                 import torch
             except ImportError as e:  # pragma: no cover - depends on the install
-                raise ImportError(f"convert: reading {path!r} needs the `torch` extra (pip install sslsr[torch])") from e
+                raise ImportError(
+                    f"convert: reading {path!r} needs the `torch` extra (pip install sslsr[torch])"
+                ) from e
             source = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(source, Mapping):
         raise TypeError(f"convert: expected a state-dict mapping or a checkpoint path, got {type(source).__name__}")

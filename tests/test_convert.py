@@ -1,9 +1,8 @@
 """sslsr.convert: round trips, checkpoint wrappers and files, and one error listing all problems."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import jax.numpy as jnp
 from flax import nnx
 
 from sslsr import convert
@@ -13,7 +12,9 @@ torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.torch
 
-SWIN_KW = dict(upscale=2, img_size=8, window_size=4, depths=(2,), embed_dim=12, num_heads=(2,), upsampler="pixelshuffle")
+SWIN_KW = dict(
+    upscale=2, img_size=8, window_size=4, depths=(2,), embed_dim=12, num_heads=(2,), upsampler="pixelshuffle"
+)
 RRDB_KW = dict(num_feat=8, num_block=1, num_grow_ch=4)
 MSR_KW = dict(num_feat=8, num_block=1, upscale=2)
 
@@ -109,7 +110,9 @@ def test_swinir_buffers_are_checked_against_the_config():
     stripped = {k: v for k, v in sd.items() if not k.endswith(("attn_mask", "relative_position_index"))}
     convert.from_torch(stripped, "SwinIR", **kw)
     # A checkpoint trained at another img_size carries a differently shaped attn_mask.
-    with pytest.raises(ValueError, match=r"buffers that do not match arch_kwargs \(1\): layers.0.residual_group.blocks.1.attn_mask"):
+    with pytest.raises(
+        ValueError, match=r"buffers that do not match arch_kwargs \(1\): layers.0.residual_group.blocks.1.attn_mask"
+    ):
         convert.from_torch(sd, "SwinIR", **{**kw, "img_size": 12})
 
 
@@ -132,7 +135,11 @@ def test_round_trip_of_discriminators_and_features(arch, build, kw):
 
 def test_vgg_ignores_classifier_and_deeper_layers_but_not_missing_ones():
     sd = convert.to_torch_state_dict(VGGFeatures("vgg16", layers=("relu1_2",), weights=None, rngs=nnx.Rngs(0)), "VGG16")
-    full = {**sd, "features.5.weight": np.zeros((128, 64, 3, 3), np.float32), "classifier.0.bias": np.zeros(4, np.float32)}
+    full = {
+        **sd,
+        "features.5.weight": np.zeros((128, 64, 3, 3), np.float32),
+        "classifier.0.bias": np.zeros(4, np.float32),
+    }
     assert_same_state(convert.to_torch_state_dict(convert.from_torch(full, "VGG16", layers=("relu1_2",)), "VGG16"), sd)
     with pytest.raises(ValueError, match="missing keys"):
         convert.from_torch(full, "VGG16", layers=("conv2_1",))

@@ -52,7 +52,7 @@ def tiny(c, steps: int = 2, pretrain: int = 1):
     c.data.val = ""
     c.train.batch_size = 2
     c.train.total_steps = steps
-    c.train.pretrain_steps = pretrain if c.discriminator.arch else 0
+    c.train.pretrain_steps = pretrain
     c.train.milestones = (1,)
     c.loss.perceptual_layers = {"conv1_2": 1.0}
     c.log.every = 1
@@ -65,7 +65,11 @@ def test_config_full_variant_is_complete_and_demo_runs(name, tmp_path):
     mod = config_module(name)
     assert all(word in mod.__doc__ for word in ("Run:", "Expected time", "Expected result", ":demo"))
     assert mod.get_config(None).train.total_steps >= 100_000
-    c = tiny(load_config(name))
+    # One main-stage step (the L1 stage and validation are covered by the test below).
+    c = tiny(load_config(name), steps=1, pretrain=0)
+    if name == "esrgan":  # also exercise the optional LPIPS loss with its real (AlexNet) network
+        c.loss.lpips_weight = 0.1
+        c.loss.lpips_net = "alex"
     metrics = train_and_evaluate(c, str(tmp_path))
     assert all(np.isfinite(v) for v in metrics.values())
     expect = {"l_g_pix"}
@@ -73,12 +77,14 @@ def test_config_full_variant_is_complete_and_demo_runs(name, tmp_path):
         expect |= {"l_g_gan", "l_d_real", "l_d_fake", "out_d_real", "out_d_fake", "l_g_percep"}
     if c.loss.ssl_weight:
         expect.add("l_g_ssl")
+    if c.loss.lpips_weight:
+        expect.add("l_g_lpips")
     assert expect <= set(metrics), set(metrics)
-    assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 2
+    assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 1
     g = restore_generator(str(tmp_path))
     out = g(np.zeros((1, 8, 8, 3), np.float32))
     assert out.shape == (1, 32, 32, 3)
-    assert (tmp_path / "log.txt").read_text().count("step 2 ") >= 1
+    assert (tmp_path / "log.txt").read_text().count("step 1 ") >= 1
 
 
 def test_demo_validation_tensorboard_and_ema_restore(tmp_path):
@@ -153,6 +159,6 @@ def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_checkpoint(tm
     monkeypatch.setattr(trainer.sharding, "global_batch", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"step 3: .*l_g_pix=nan.*last good checkpoint \(step 2\)"):
         train_and_evaluate(_resume_config(), str(tmp_path))
-    assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 2
+    assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 1
     g = restore_generator(str(tmp_path))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(nnx.state(g)))

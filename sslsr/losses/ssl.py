@@ -66,9 +66,11 @@ import jax.numpy as jnp
 import numpy as np
 
 _EPS = 1e-10
-# Pixels per chunk: one 128x128 image. The dense graph of a chunk is 625 x 16384 x 4 bytes =
-# 41 MB per stored array, which keeps fwd+bwd memory flat in the batch size.
-_CHUNK_PIXELS = 128 * 128
+# Images are processed as row strips of _STRIP_ROWS rows, _CHUNK_PIXELS pixels per lax.map step:
+# a chunk's dense graph is then 625 x 4096 x 4 bytes = 10 MB per stored array, and one offset
+# row's working arrays (~0.5 MB) stay in L2. Memory is flat in the batch size.
+_STRIP_ROWS = 32
+_CHUNK_PIXELS = 32 * 128
 
 
 def _compute_dtype():
@@ -332,20 +334,21 @@ def self_similarity_graph(
     return graph[0] if single else graph
 
 
-def _chunk_value(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
+def _chunk_value(p2, p2_hr, mask, h, alpha, search_size, window_size, with_grad):
     """sum over masked entries of KL + alpha * L1 for one chunk, and optionally its gradient.
 
-    sr, hr: (N, H, W, C); mask: (N, H, W). Returns (value, d value / d sr or None).
+    p2, p2_hr: (N, C, hs + 2R + 2w, Wp) padded row strips (``_prepare`` output rows); mask:
+    (N, hs, W) for the strips' own rows. Returns (value, d value / d p2 or None).
     """
-    n, height, width, c = sr.shape
+    n, height, width = mask.shape
+    c = p2.shape[1]
     g = _Geometry(search_size, window_size, height, width)
     scale = 1.0 / (c * window_size**2 * h)
-    p2 = _prepare(sr, search_size, window_size)
     a_sr, lz_sr = _logits(p2, scale, g)
-    a_hr, lz_hr = _logits(_prepare(hr, search_size, window_size), scale, g)
-    log_eps = jnp.log(jnp.asarray(_EPS, sr.dtype))
+    a_hr, lz_hr = _logits(p2_hr, scale, g)
+    log_eps = jnp.log(jnp.asarray(_EPS, p2.dtype))
 
-    eps = jnp.asarray(_EPS, sr.dtype)
+    eps = jnp.asarray(_EPS, p2.dtype)
 
     def entries(dy):
         # log S, S and the clamped forms of both graphs for one row of offsets; two exps per
@@ -383,30 +386,75 @@ def _chunk_value(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
         row = entries(dy)
         return scale * (row[1] * g_total - grad_log_s(*row))
 
-    d_p2 = _logits_transpose(p2, grad_rows, g)
-    _, pull = jax.vjp(lambda x: _prepare(x, search_size, window_size), sr)
-    return jnp.sum(value), pull(d_p2)[0]
+    return jnp.sum(value), _logits_transpose(p2, grad_rows, g)
+
+
+def _strip_starts(height: int) -> tuple[int, list[int]]:
+    """Strip height and the first image row of each strip (the last one may overlap)."""
+    rows = min(height, _STRIP_ROWS)
+    return rows, [min(i * rows, height - rows) for i in range(-(-height // rows))]
+
+
+def _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
+    """Masked sum of KL + alpha * L1 entries over the batch, and optionally d/d sr.
+
+    The padded images are cut into row strips of ``_STRIP_ROWS`` rows (each with the halo of
+    search_size//2 + window_size//2 rows it reads), processed ``_CHUNK_PIXELS`` at a time with
+    ``lax.map``. Rows a strip shares with the previous one (last strip only) are masked out.
+    """
+    b, height, width, _ = sr.shape
+    r, w = search_size // 2, window_size // 2
+    rows, starts = _strip_starts(height)
+    halo = 2 * (r + w)
+    p2_sr, pull = jax.vjp(lambda x: _prepare(x, search_size, window_size), sr)
+    p2_hr = _prepare(hr, search_size, window_size)
+
+    def cut(p2):  # (T * B, C, rows + halo, Wp), strip-major
+        return jnp.concatenate([p2[:, :, st : st + rows + halo] for st in starts])
+
+    own = [np.arange(st, st + rows) >= i * rows for i, st in enumerate(starts)]
+    masks = jnp.concatenate([mask[:, st : st + rows] * o[:, None] for st, o in zip(starts, own)])
+    items = [cut(p2_sr), cut(p2_hr), masks]
+    total = len(starts) * b
+    chunk = max(1, min(total, _CHUNK_PIXELS // (rows * width)))
+    n_chunks = -(-total // chunk)
+    if n_chunks * chunk > total:  # all-zero strips with empty masks contribute nothing
+        extra = n_chunks * chunk - total
+        items = [jnp.pad(a, ((0, extra),) + ((0, 0),) * (a.ndim - 1)) for a in items]
+    items = [a.reshape((n_chunks, chunk) + a.shape[1:]) for a in items]
+
+    def one(xs):
+        return _chunk_value(*xs, h, alpha, search_size, window_size, with_grad)
+
+    if not with_grad:
+        return jnp.sum(jax.lax.map(lambda xs: one(xs)[0], items)), None
+    values, d_strips = jax.lax.map(one, items)
+    d_strips = d_strips.reshape((-1,) + d_strips.shape[2:])
+    d_p2 = jnp.zeros_like(p2_sr)
+    for i, st in enumerate(starts):
+        d_p2 = d_p2.at[:, :, st : st + rows + halo].add(d_strips[i * b : (i + 1) * b])
+    return jnp.sum(values), pull(d_p2)[0]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _chunk_loss(sr, hr, mask, h, alpha, search_size, window_size):
-    return _chunk_value(sr, hr, mask, h, alpha, search_size, window_size, False)[0]
+def _ssl_sum(sr, hr, mask, h, alpha, search_size, window_size):
+    return _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, False)[0]
 
 
-def _chunk_loss_fwd(sr, hr, mask, h, alpha, search_size, window_size):
-    # The loss is a scalar, so its full gradient is computed in the forward pass: the residual is
-    # one image-sized array instead of the chunk's dense graphs.
-    value, grad = _chunk_value(sr, hr, mask, h, alpha, search_size, window_size, True)
+def _ssl_sum_fwd(sr, hr, mask, h, alpha, search_size, window_size):
+    # The loss is a scalar, so its whole gradient is computed in the forward pass: the only
+    # residual is one image-sized array instead of the dense graphs.
+    value, grad = _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, True)
     return value, (grad, hr, mask, h, alpha)
 
 
-def _chunk_loss_bwd(search_size, window_size, res, ct):
+def _ssl_sum_bwd(search_size, window_size, res, ct):
     grad, hr, mask, h, alpha = res
     zeros = jax.tree.map(jnp.zeros_like, (hr, mask, h, alpha))
     return (ct * grad,) + zeros
 
 
-_chunk_loss.defvjp(_chunk_loss_fwd, _chunk_loss_bwd)
+_ssl_sum.defvjp(_ssl_sum_fwd, _ssl_sum_bwd)
 
 
 @functools.partial(jax.jit, static_argnames=("search_size", "window_size"))
@@ -453,24 +501,8 @@ def ssl_loss(
     hr = jax.lax.stop_gradient(hr.astype(dtype))
     mask = jax.lax.stop_gradient(mask.astype(dtype))
 
-    chunk = max(1, min(b, _CHUNK_PIXELS // (height * width)))
-    n_chunks = -(-b // chunk)
-    extra = n_chunks * chunk - b
-    if extra:  # zero images with empty masks contribute nothing
-        pad = ((0, extra), (0, 0), (0, 0), (0, 0))
-        sr, hr = jnp.pad(sr, pad), jnp.pad(hr, pad)
-        mask = jnp.pad(mask, pad[:3])
-
-    def split(a):
-        return a.reshape((n_chunks, chunk) + a.shape[1:])
-
-    # One chunk's dense graphs are alive at a time; a chunk's forward rule also returns its
-    # gradient (an image-sized residual), so the backward pass is a scale-and-add.
-    h = jnp.asarray(h, dtype)
-    alpha = jnp.asarray(alpha, dtype)
-    sums = jax.lax.map(
-        lambda xs: _chunk_loss(*xs, h, alpha, search_size, window_size),
-        (split(sr), split(hr), split(mask)),
+    value = _ssl_sum(
+        sr, hr, mask, jnp.asarray(h, dtype), jnp.asarray(alpha, dtype), search_size, window_size
     )
     count = jnp.sum(mask) * (search_size * search_size)
-    return jnp.sum(sums) / jnp.maximum(count, 1.0)
+    return value / jnp.maximum(count, 1.0)

@@ -22,12 +22,14 @@ def torch_conv(
     rngs: nnx.Rngs,
     init_scale: float | None = None,
     use_bias: bool = True,
+    dtype: jnp.dtype | None = None,
 ) -> nnx.Conv:
     """Stride-1 'same' conv (PyTorch `Conv2d(in, out, k, 1, k // 2)`), HWIO kernel.
 
     `init_scale=None` reproduces PyTorch's default init (kaiming-uniform with a=sqrt(5), uniform
     bias); a float reproduces BasicSR's `default_init_weights(..., scale)` (kaiming-normal times
-    `scale`, zero bias), which keeps deep residual nets' activations small at init.
+    `scale`, zero bias), which keeps deep residual nets' activations small at init. `dtype` is the
+    computation dtype (e.g. bfloat16); parameters stay float32.
     """
     fan_in = in_ch * kernel_size * kernel_size
     if init_scale is None:
@@ -48,6 +50,7 @@ def torch_conv(
         use_bias=use_bias,
         kernel_init=kernel_init,
         bias_init=bias_init,
+        dtype=dtype,
         rngs=rngs,
     )
 

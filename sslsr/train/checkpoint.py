@@ -150,7 +150,7 @@ def restore_generator(workdir: str, *, prefer_ema: bool = True) -> nnx.Module:
     """
     root, step = _resolve(workdir)
     config = load_config(str(root))
-    mngr = ocp.CheckpointManager(root / CKPT_DIR, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    mngr = ocp.CheckpointManager(root / CKPT_DIR, options=ocp.CheckpointManagerOptions(create=False, read_only=True, save_interval_steps=0))
     step = mngr.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{root / CKPT_DIR}: no checkpoint saved yet")

@@ -124,7 +124,7 @@ def _apply(graphdef, params, rest, x, dtype):
 
 
 def _norm(tree) -> jax.Array:
-    return optax.global_norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
+    return optax.tree.norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
 
 
 def ema_update(ema_params, params, decay: float):

@@ -30,8 +30,10 @@ def ssg_rows(img: torch.Tensor, mask: torch.Tensor, search_size=25, window_size=
     areas = areas[mask.reshape(b, height * width)]  # (N, C, S, S)
     areas = F.pad(areas, (k // 2,) * 4)  # zero-padded search area
     windows = F.unfold(areas, k)  # (N, C*K*K, S*S): the window around every candidate
-    centre = windows[:, :, r * s + r].unsqueeze(-1)
-    d2 = ((windows - centre) ** 2).sum(1) / (c * k * k)
+    centre = windows[:, :, r * s + r : r * s + r + 1].clone()
+    diff = windows - centre
+    del windows, areas  # free what autograd does not need (the unfolds dominate memory)
+    d2 = diff.square().sum(1) / (c * k * k)
     sim = torch.exp(-d2 / h)
     return sim / (sim.sum(1, keepdim=True) + EPS)
 
@@ -45,9 +47,9 @@ def ssl_loss(sr, hr, mask, search_size=25, window_size=9, h=0.004, alpha=1.0):
     mask = mask > 0.5
     if not bool(mask.any()):
         return (sr * 0).sum()
-    s_sr = ssg_rows(sr, mask, search_size, window_size, h)
-    with torch.no_grad():
+    with torch.no_grad():  # first, so its transient unfolds are gone before the SR graph's
         s_hr = ssg_rows(hr.detach(), mask, search_size, window_size, h)
+    s_sr = ssg_rows(sr, mask, search_size, window_size, h)
     with warnings.catch_warnings():  # "mean" (per entry) is what the paper's code uses
         warnings.simplefilter("ignore", UserWarning)
         kl = F.kl_div(torch.log(torch.clamp(s_sr, min=EPS)), torch.clamp(s_hr, min=EPS), reduction="mean")

@@ -116,7 +116,9 @@ class BasicLayer(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(
             [
-                SwinTransformerBlock(dim, input_resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio)
+                SwinTransformerBlock(
+                    dim, input_resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio
+                )
                 for i in range(depth)
             ]
         )
@@ -187,17 +189,24 @@ class SwinIR(nn.Module):
         num_feat = 64
         self.img_range, self.upscale, self.window_size = img_range, upscale, window_size
         self.upsampler, self.pad_mode = upsampler, pad_mode
-        self.mean = torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
+        self.mean = (
+            torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
+        )
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(embed_dim)
         res = (img_size, img_size)
         self.layers = nn.ModuleList(
-            [RSTB(embed_dim, res, d, h, window_size, mlp_ratio, resi_connection) for d, h in zip(depths, num_heads)]
+            [
+                RSTB(embed_dim, res, d, h, window_size, mlp_ratio, resi_connection)
+                for d, h in zip(depths, num_heads, strict=True)
+            ]
         )
         self.norm = nn.LayerNorm(embed_dim)
         self.conv_after_body = conv_stack(embed_dim, resi_connection)
         if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)
+            )
             m = []
             if upscale == 3:
                 m += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
@@ -207,9 +216,13 @@ class SwinIR(nn.Module):
             self.upsample = nn.Sequential(*m)
             self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
         elif upsampler == "pixelshuffledirect":
-            self.upsample = nn.Sequential(nn.Conv2d(embed_dim, upscale**2 * in_chans, 3, 1, 1), nn.PixelShuffle(upscale))
+            self.upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, upscale**2 * in_chans, 3, 1, 1), nn.PixelShuffle(upscale)
+            )
         else:
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True)
+            )
             self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
             self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)

@@ -1,0 +1,210 @@
+"""Runs the ±SSL ablation end to end, resumably (see README.md here for the protocol).
+
+    python experiments/ssl_ablation/run.py [--seeds 0,1] [--pretrain_steps 2000] [--gan_steps 1000]
+        [--workdir workdirs/ssl_ablation] [--data_root ../shared/data]
+
+Stages, each skipped when already done (rerun the same command to continue after an interruption;
+training resumes from its last checkpoint):
+  1. L1 pretraining (once, shared by every seed and arm)
+  2. for each seed: baseline and SSL GAN runs from that initialisation
+  3. evaluation of each run's EMA generator on Set5, Set14, Urban100 (PSNR-Y, SSIM-Y, LPIPS-Alex)
+  4. paired statistics, RESULTS.md and comparison crops in this folder
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import re
+import sys
+
+from absl import app, flags
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))
+
+import config as ablation_config  # noqa: E402  (this folder's config pair)
+
+flags.DEFINE_string("workdir", "workdirs/ssl_ablation", "where checkpoints and evaluations go")
+flags.DEFINE_string("data_root", ablation_config.SHARED, "folder holding T91/, Set5/, Set14/, Urban100/")
+flags.DEFINE_list("seeds", ["0", "1"], "GAN-stage seeds (both arms share each)")
+flags.DEFINE_list("datasets", ["Set5", "Set14", "Urban100"], "evaluation sets")
+flags.DEFINE_integer("pretrain_steps", 2000, "L1 pretraining steps")
+flags.DEFINE_integer("gan_steps", 1000, "GAN steps per arm and seed")
+flags.DEFINE_string("results", str(HERE / "RESULTS.md"), "the report to write")
+FLAGS = flags.FLAGS
+
+ARMS = ("baseline", "ssl")
+METRICS = ("psnr", "ssim", "lpips")
+
+
+def _config(arm: str, seed: int = 0):
+    c = ablation_config.get_config(arm, pretrain_steps=FLAGS.pretrain_steps, gan_steps=FLAGS.gan_steps, seed=seed)
+    c.data.train = os.path.join(FLAGS.data_root, "T91", "HR")
+    return c
+
+
+def _train(config, workdir: pathlib.Path) -> None:
+    from sslsr.train import train_and_evaluate
+
+    train_and_evaluate(config, str(workdir))
+
+
+def _steps_per_second(workdir: pathlib.Path) -> float:
+    """Median it/s over the logged windows of the GAN stage (compile-free windows only)."""
+    rates = [float(m.group(1)) for m in re.finditer(r" it/s=([0-9.e+-]+)", (workdir / "log.txt").read_text())]
+    rates = sorted(rates[1:]) or sorted(rates)  # the first window includes compilation
+    return rates[len(rates) // 2] if rates else math.nan
+
+
+def _evaluate(run: pathlib.Path, out: pathlib.Path, steps: int) -> dict:
+    done = out / "results.json"
+    marker = out / "steps.txt"
+    if done.exists() and marker.exists() and marker.read_text().strip() == str(steps):
+        return json.loads(done.read_text())
+    from sslsr.evaluate import evaluate
+    from sslsr.train import restore_generator
+
+    g = restore_generator(str(run))
+    results = evaluate(g, FLAGS.datasets, scale=4, out_dir=out, data_root=FLAGS.data_root, metrics=METRICS,
+                       model_name=run.name, num_comparisons=0)
+    marker.write_text(str(steps))
+    return results
+
+
+def _per_image(results: dict, method: str) -> dict[tuple[str, str], dict]:
+    return {(r["dataset"], r["image"]): r for r in results["per_image"] if r["method"] == method}
+
+
+def _interval(diffs) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of paired differences."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(diffs, np.float64)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return mean, mean - half, mean + half
+
+
+def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], float], workdir: pathlib.Path) -> str:
+    import numpy as np
+
+    seeds = sorted({s for s, _ in evals})
+    keys = sorted(_per_image(evals[(seeds[0], "baseline")], "baseline"))
+    # Per image, per metric: value of each arm averaged over seeds.
+    arm_vals = {arm: {m: np.array([[_per_image(evals[(s, arm)], arm)[k][m] for k in keys] for s in seeds]).mean(0)
+                      for m in METRICS} for arm in ARMS}
+    datasets = [d for d in FLAGS.datasets if any(k[0] == d for k in keys)]
+    lines = [
+        "# ±SSL ablation: results",
+        "",
+        f"Command: `python experiments/ssl_ablation/run.py --seeds {','.join(map(str, seeds))} "
+        f"--pretrain_steps {FLAGS.pretrain_steps} --gan_steps {FLAGS.gan_steps}`",
+        "",
+        f"MSRResNet (32 feat, 6 blocks) x4 on T91, {FLAGS.pretrain_steps} L1 steps then {FLAGS.gan_steps} GAN steps "
+        f"per arm, batch 8, 128 px HR patches, seeds {seeds}; EMA generators. Perceptual term: VGG16 conv5_3 "
+        "(VGG19 is not available offline). Values are means over images of the per-seed average.",
+        "",
+        "| set | images | PSNR-Y base | PSNR-Y SSL | SSIM-Y base | SSIM-Y SSL | LPIPS base | LPIPS SSL | ΔLPIPS (95% CI) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    idx = {d: [i for i, k in enumerate(keys) if k[0] == d] for d in datasets}
+    lower_everywhere = True
+    for d in datasets + ["all"]:
+        sel = list(range(len(keys))) if d == "all" else idx[d]
+        b = {m: arm_vals["baseline"][m][sel] for m in METRICS}
+        s = {m: arm_vals["ssl"][m][sel] for m in METRICS}
+        mean, lo, hi = _interval(s["lpips"] - b["lpips"])
+        if d != "all":
+            lower_everywhere &= bool(s["lpips"].mean() < b["lpips"].mean())
+        lines.append(f"| {d} | {len(sel)} | {b['psnr'].mean():.3f} | {s['psnr'].mean():.3f} | {b['ssim'].mean():.4f} | "
+                     f"{s['ssim'].mean():.4f} | {b['lpips'].mean():.4f} | {s['lpips'].mean():.4f} | "
+                     f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] |")
+    all_idx = list(range(len(keys)))
+    mean, lo, hi = _interval(arm_vals["ssl"]["lpips"][all_idx] - arm_vals["baseline"]["lpips"][all_idx])
+    if lower_everywhere and hi < 0:
+        verdict = "**agrees with the paper** (LPIPS lower with SSL on every set and the interval excludes 0)"
+    elif lo > 0:
+        verdict = "**contradicts the paper** (SSL's LPIPS is higher; the interval excludes 0)"
+    else:
+        verdict = "**inconclusive** (the pre-registered criteria are not met in either direction)"
+    lines += ["", f"Verdict by the criteria fixed in README.md: {verdict}.", ""]
+    for m, unit in (("psnr", "dB"), ("ssim", "")):
+        mm, ml, mh = _interval(arm_vals["ssl"][m] - arm_vals["baseline"][m])
+        lines.append(f"- Δ{m.upper()}-Y (SSL − baseline) over all images: {mm:+.4f} {unit} [{ml:+.4f}, {mh:+.4f}]")
+    base_rate = np.nanmean([rates[(s, "baseline")] for s in seeds])
+    ssl_rate = np.nanmean([rates[(s, "ssl")] for s in seeds])
+    lines.append(f"- Training speed on this machine: baseline {base_rate:.3f} it/s, SSL {ssl_rate:.3f} it/s "
+                 f"(SSL adds {100 * (base_rate / ssl_rate - 1):.0f}% per step).")
+    lines += ["", "## Per-image paired differences (SSL − baseline, mean over seeds)", "",
+              "| set | image | ΔPSNR-Y | ΔSSIM-Y | ΔLPIPS |", "|---|---|---|---|---|"]
+    for i, k in enumerate(keys):
+        lines.append(f"| {k[0]} | {k[1]} | {arm_vals['ssl']['psnr'][i] - arm_vals['baseline']['psnr'][i]:+.3f} | "
+                     f"{arm_vals['ssl']['ssim'][i] - arm_vals['baseline']['ssim'][i]:+.4f} | "
+                     f"{arm_vals['ssl']['lpips'][i] - arm_vals['baseline']['lpips'][i]:+.4f} |")
+    lines += ["", "## Comparison crops (baseline | SSL | HR, seed " + str(seeds[0]) + ")", ""]
+    lines += _crops(evals, seeds[0], keys, arm_vals, workdir)
+    return "\n".join(lines) + "\n"
+
+
+def _crops(evals, seed, keys, arm_vals, workdir: pathlib.Path) -> list[str]:
+    """Crops where SSL helps and hurts LPIPS most, chosen by local luma error like eval's comparisons."""
+    import numpy as np
+
+    from sslsr.data.datasets import iterate_eval_pairs
+    from sslsr.data.io import read_image, write_png
+    from sslsr.evaluate import comparison_strip
+
+    delta = arm_vals["ssl"]["lpips"] - arm_vals["baseline"]["lpips"]
+    order = np.argsort(delta)
+    picks = [(keys[i], "gain") for i in order[:3]] + [(keys[i], "loss") for i in order[-2:]]
+    out_dir = HERE / "crops"
+    out_dir.mkdir(exist_ok=True)
+    lines = []
+    hr_by_key = {}
+    for ds in {k[0] for k, _ in picks}:
+        wanted = {k[1] for k, _ in picks if k[0] == ds}
+        for name, _, hr in iterate_eval_pairs(os.path.join(FLAGS.data_root, ds), scale=4):
+            if name in wanted:
+                hr_by_key[(ds, name)] = hr
+    for key, tag in picks:
+        base = read_image(workdir / "eval" / f"seed{seed}_baseline" / key[0] / f"{key[1]}.png")
+        ssl = read_image(workdir / "eval" / f"seed{seed}_ssl" / key[0] / f"{key[1]}.png")
+        strip = comparison_strip(base, ssl, hr_by_key[key], crop=96, gain=tag == "gain")
+        path = out_dir / f"{key[0]}_{key[1]}_{tag}.png"
+        write_png(path, strip)
+        lines.append(f"- {key[0]} {key[1]} (ΔLPIPS {delta[keys.index(key)]:+.4f}): ![]({path.relative_to(HERE)})")
+    return lines
+
+
+def main(argv):
+    del argv
+    workdir = pathlib.Path(FLAGS.workdir).resolve()
+    seeds = [int(s) for s in FLAGS.seeds]
+    pre = workdir / "pretrain"
+    _train(_config("pretrain"), pre)
+    evals, rates = {}, {}
+    for seed in seeds:
+        for arm in ARMS:
+            c = _config(arm, seed)
+            c.generator.init_from = str(pre)
+            c.generator.init_key = "params_ema"
+            run = workdir / f"seed{seed}_{arm}"
+            _train(c, run)
+            rates[(seed, arm)] = _steps_per_second(run)
+    for seed in seeds:
+        for arm in ARMS:
+            evals[(seed, arm)] = _evaluate(workdir / f"seed{seed}_{arm}", workdir / "eval" / f"seed{seed}_{arm}",
+                                           FLAGS.gan_steps)
+    pathlib.Path(FLAGS.results).write_text(_report(evals, rates, workdir))
+    print(f"wrote {FLAGS.results}")
+
+
+if __name__ == "__main__":
+    app.run(main)
