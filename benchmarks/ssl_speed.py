@@ -3,7 +3,8 @@
 Every measurement runs in its own child process so that its peak RSS (``ru_maxrss``) is its own.
 Cases:
   * 4 x 128^2 real photo crops with their real edge masks: JAX vs PyTorch (2 threads), time and
-    peak-memory ratios measured in the same run;
+    peak-memory ratios measured in the same run; the JAX case again pinned to one core (its CPU
+    time there is the single-core cost, the least load-dependent number on a shared machine);
   * 64 x 128^2 (the paper's training batch): JAX time and peak RSS;
   * 4 x 128^2 with random masks of 5% / 15% / 30% density: JAX time vs edge density.
 
@@ -149,7 +150,9 @@ def child(args: list[str]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--skip-torch", action="store_true", help="skip the ~50 s, ~10 GB baseline")
     parser.add_argument("--skip-64", action="store_true", help="skip the 64 x 128^2 batch")
@@ -159,6 +162,9 @@ def main() -> None:
 
     if args.worker:
         kind, batch = args.worker[0], int(args.worker[1])
+        if kind == "jax1":  # pinned to one core: a load-independent single-core cost
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+            kind = "jax"
         if kind == "jax":
             densities = [float(d) for d in args.worker[3:]]
             result = worker_jax(batch, densities, int(args.worker[2]))
@@ -175,6 +181,7 @@ def main() -> None:
         lines.append(line)
 
     jax4 = child(["jax", "4", str(args.repeats), "0.05", "0.15", "0.30"])
+    jax4_pinned = child(["jax1", "4", str(args.repeats)])
     torch4 = None if args.skip_torch else child(["torch", "4"])
     jax64 = None if args.skip_64 else child(["jax", "64", "1"])
     load_after = os.getloadavg()
@@ -195,15 +202,22 @@ def main() -> None:
         f"| JAX `ssl_loss`, 4x128² real crops | {jax4['edges']} | {best:.3f} s | "
         f"{min(jax4['cpu_s']):.2f} s | {jax4['compile_s']:.1f} s | {jax4['peak_rss_mb']:.0f} MB |"
     )
+    emit(
+        f"| same, pinned to one core | {jax4_pinned['edges']} | {min(jax4_pinned['wall_s']):.3f} s | "
+        f"{min(jax4_pinned['cpu_s']):.2f} s | {jax4_pinned['compile_s']:.1f} s | "
+        f"{jax4_pinned['peak_rss_mb']:.0f} MB |"
+    )
     if torch4:
         emit(
             f"| PyTorch unfold path (2 threads), same input | {torch4['edges']} | "
-            f"{torch4['wall_s'][0]:.2f} s | {torch4['cpu_s'][0]:.1f} s | - | {torch4['peak_rss_mb']:.0f} MB |"
+            f"{torch4['wall_s'][0]:.2f} s | {torch4['cpu_s'][0]:.1f} s | - | "
+            f"{torch4['peak_rss_mb']:.0f} MB |"
         )
     if jax64:
         emit(
-            f"| JAX `ssl_loss`, 64x128² (paper batch) | {jax64['edges']} | {min(jax64['wall_s']):.2f} s | "
-            f"{min(jax64['cpu_s']):.1f} s | {jax64['compile_s']:.1f} s | {jax64['peak_rss_mb']:.0f} MB |"
+            f"| JAX `ssl_loss`, 64x128² (paper batch) | {jax64['edges']} | "
+            f"{min(jax64['wall_s']):.2f} s | {min(jax64['cpu_s']):.1f} s | {jax64['compile_s']:.1f} s | "
+            f"{jax64['peak_rss_mb']:.0f} MB |"
         )
     emit()
     if torch4:
@@ -214,9 +228,13 @@ def main() -> None:
         )
         emit(
             f"- peak-memory ratio PyTorch / JAX: **{torch4['peak_rss_mb'] / jax4['peak_rss_mb']:.0f}x** "
-            f"(whole-process peak RSS; the JAX process holds {jax4['rss_before_mb']:.0f} MB before the loss runs)"
+            f"(whole-process peak RSS, compilation included; the JAX process holds "
+            f"{jax4['rss_before_mb']:.0f} MB before the loss runs)"
         )
-        emit(f"- loss values agree: JAX {jax4['loss']:.6e}, PyTorch {torch4['loss']:.6e} (rel. diff {rel:.1e})")
+        emit(
+            f"- loss values agree: JAX {jax4['loss']:.6e}, PyTorch {torch4['loss']:.6e} "
+            f"(rel. diff {rel:.1e})"
+        )
     emit()
     emit("Cost vs edge density (random masks, 4x128², same compiled function):")
     emit()

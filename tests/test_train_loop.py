@@ -162,3 +162,36 @@ def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_checkpoint(tm
     assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 1
     g = restore_generator(str(tmp_path))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(nnx.state(g)))
+
+
+def test_init_from_workdir_and_pth(tmp_path):
+    torch = pytest.importorskip("torch")
+    from sslsr import convert
+
+    c = tiny(load_config("esrgan"), steps=1, pretrain=0)
+    src = ckpt_lib.build_generator(c, seed=7)
+    # A PyTorch .pth in BasicSR's wrapper, read through sslsr.convert.
+    sd = {k: torch.from_numpy(np.asarray(v)) for k, v in convert.to_torch_state_dict(src, "RRDBNet").items()}
+    torch.save({"params_ema": sd}, tmp_path / "g.pth")
+    c.generator.init_from = str(tmp_path / "g.pth")
+    c.generator.init_key = "params_ema"
+    g = trainer._init_generator(c)
+    for a, b in zip(jax.tree.leaves(nnx.state(g, nnx.Param)), jax.tree.leaves(nnx.state(src, nnx.Param))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # One of our workdirs (its EMA generator).
+    workdir = tmp_path / "wd"
+    ckpt_lib.save_config(str(workdir), c)
+    from sslsr.train.step import TrainState
+    import optax
+
+    ts = TrainState(src, optax.adam(1e-3), ema=True)
+    nnx.update(ts.ema, jax.tree.map(lambda x: x + 0.5, nnx.state(ts.ema, nnx.Param)))  # EMA != G
+    ckpt_lib.Checkpointer(str(workdir)).save(5, nnx.state(ts))
+    c.generator.init_from = str(workdir)
+    g = trainer._init_generator(c)
+    for a, b in zip(jax.tree.leaves(nnx.state(g, nnx.Param)), jax.tree.leaves(nnx.state(ts.ema, nnx.Param))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    c.generator.init_key = "params"  # the trained G instead
+    g = trainer._init_generator(c)
+    for a, b in zip(jax.tree.leaves(nnx.state(g, nnx.Param)), jax.tree.leaves(nnx.state(ts.g, nnx.Param))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

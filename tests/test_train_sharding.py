@@ -30,7 +30,9 @@ EIGHT_DEVICES = textwrap.dedent("""
     assert jax.device_count() == 8
     g = RRDBNet(num_feat=4, num_block=1, num_grow_ch=4, rngs=nnx.Rngs(0))
     d = VGGStyleDiscriminator(3, 2, 128, rngs=nnx.Rngs(1))  # BatchNorm: statistics over the global batch
-    ts = TrainState(g, optax.adam(1e-3), d=d, tx_d=optax.adam(1e-3), ema=True)
+    # SGD: updates are linear in the gradients, so parameter differences measure gradient
+    # differences (Adam would amplify reduction-order noise in near-zero gradient entries).
+    ts = TrainState(g, optax.sgd(1e-2), d=d, tx_d=optax.sgd(1e-2), ema=True)
     ts.train()
     frozen = Frozen(vgg=VGGFeatures("vgg16", layers=("conv1_2",), rngs=nnx.Rngs(0)))
     spec = LossSpec(pixel=1e-2, perceptual=1.0, perceptual_layers=(("conv1_2", 1.0),), gan=5e-3,
@@ -59,14 +61,20 @@ EIGHT_DEVICES = textwrap.dedent("""
         assert all(len(x.sharding.device_set) == n for _, x in leaves)
         results[n] = ({jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves},
                       {k: float(v) for k, v in m.items()})
-    worst, worst_key = 0.0, ""
+    init = {jax.tree_util.keystr(p): np.asarray(x)
+            for p, x in jax.tree_util.tree_flatten_with_path(nnx.as_pure(state0))[0]}
+    # Per part: the largest 8-vs-1-device difference relative to how far 2 steps moved the values.
+    report = {}
     for k, a in results[1][0].items():
-        b = results[8][0][k]
-        if np.issubdtype(a.dtype, np.floating):
-            err = float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12))
-            if err > worst:
-                worst, worst_key = err, k
-    print("RESULT " + json.dumps({"worst": worst, "worst_key": worst_key, "m1": results[1][1], "m8": results[8][1]}))
+        if not np.issubdtype(a.dtype, np.floating):
+            continue
+        part = k.split("]")[0] + "]"
+        diff = float(np.max(np.abs(a - results[8][0][k])))
+        moved = float(np.max(np.abs(a - init[k])))
+        worst = report.setdefault(part, [0.0, 0.0, ""])
+        if diff > worst[0]:
+            report[part] = [diff, moved, k]
+    print("RESULT " + json.dumps({"parts": report, "m1": results[1][1], "m8": results[8][1]}))
 """)
 
 
@@ -84,10 +92,12 @@ def _result(proc) -> dict:
 
 def test_eight_devices_match_one_device():
     res = _result(_run(EIGHT_DEVICES, {}))
-    # Same update up to float summation order (the batch mean is reduced across devices).
-    assert res["worst"] < 1e-4, res
+    # Same update up to float summation order (batch means are reduced across devices).
+    for part in ("['g']", "['d']", "['ema']"):
+        diff, moved, key = res["parts"][part]
+        assert diff < 1e-7 + 1e-3 * moved, (part, key, diff, moved)
     for k, v in res["m1"].items():
-        assert res["m8"][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+        assert res["m8"][k] == pytest.approx(v, rel=1e-3, abs=1e-6), k
 
 
 TWO_PROCESS_TRAIN = textwrap.dedent("""
