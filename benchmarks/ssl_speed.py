@@ -163,7 +163,8 @@ def main() -> None:
     if args.worker:
         kind, batch = args.worker[0], int(args.worker[1])
         if kind == "jax1":  # pinned to one core: a load-independent single-core cost
-            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+            if hasattr(os, "sched_setaffinity"):  # Linux only; elsewhere it runs unpinned
+                os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
             kind = "jax"
         if kind == "jax":
             densities = [float(d) for d in args.worker[3:]]

@@ -147,6 +147,28 @@ def test_border_edge_pixel_gradient_is_finite_and_local():
     assert not np.any(grad[0, 6:, :8])
 
 
+def test_strips_with_overlap_and_chunk_padding():
+    # 70 rows -> strips at rows 0, 32, 38 (the last overlaps); width 60 -> two strips per chunk,
+    # so the third chunk slot is padding. Value against the oracle, gradient against PyTorch.
+    rng = np.random.default_rng(7)
+    hr = np.clip(0.5 + 0.15 * rng.standard_normal((1, 70, 60, 3)), 0, 1).astype(np.float32)
+    sr = np.clip(hr + 0.05 * rng.standard_normal(hr.shape), 0, 1).astype(np.float32)
+    mask = (rng.random((1, 70, 60)) < 0.05).astype(np.float32)
+    mask[0, 31:40, 10] = 1.0  # rows on both sides of the strip seams
+    kw = dict(search_size=7, window_size=3, h=0.02)
+    value, grad = _loss_and_grad(sr, hr, mask, **kw)
+    kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask, **kw)
+    np.testing.assert_allclose(float(value), kl_ref + l1_ref, rtol=1e-4)
+    torch = pytest.importorskip("torch")
+    from tests.torch_refs import ssl as torch_ssl
+
+    sr_t = torch.tensor(sr.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
+    hr_t = torch.tensor(hr.transpose(0, 3, 1, 2), dtype=torch.float64)
+    torch_ssl.ssl_loss(sr_t, hr_t, torch.tensor(mask), **kw).backward()
+    ref_grad = sr_t.grad.numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=0, atol=1e-4 * np.abs(ref_grad).max())
+
+
 def test_check_grads_float64():
     rng = np.random.default_rng(4)
     with jax.enable_x64(True):

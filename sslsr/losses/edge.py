@@ -6,9 +6,10 @@ The SSL reference computes the mask once per HR image, offline, with PIL + OpenC
     lap = cv2.Laplacian(np.asarray(grey), -1, ksize=1)     # uint8 out, BORDER_REFLECT_101
     mask = lap > threshold
 
-This module reproduces that bit for bit without PIL or OpenCV so the data pipeline can call it on
-every crop (the mask is computed on the whole HR image and then cropped/flipped with it; the SSL
-only ever reads the ground truth's mask).
+This module reproduces that bit for bit without PIL or OpenCV. As in the paper, compute it once on
+the whole HR image and crop/flip/rotate it together with the image (the SSL only ever reads the
+ground truth's mask). Masks stored as PNG 0/255, like the paper's offline files, must be read
+back as {0, 1} (divide by 255).
 """
 
 import numpy as np

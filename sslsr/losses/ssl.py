@@ -490,7 +490,7 @@ def ssl_loss(
       is empty. Reverse-mode, first-order differentiable only: the gradient is computed in the
       forward rule of a ``custom_vjp`` (no jvp, no second derivatives).
 
-    Cost: dense in the pixels (independent of the mask's density), ~1 s CPU for fwd+bwd of
+    Cost: dense in the pixels (independent of the mask's density), ~0.8 s CPU for fwd+bwd of
     4 x 128^2 on one core; memory a few tens of MB whatever the batch size (see
     ``benchmarks/ssl_speed.py``).
 

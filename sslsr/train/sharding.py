@@ -70,3 +70,16 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     """This process's slice of the batch -> global arrays split along axis 0 over the mesh."""
     sharding = batch_sharded(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local_batch.items()}
+
+
+def barrier(name: str, timeout_s: int = 1800) -> None:
+    """Waits for every process (no-op with one). Used before the first collective: on CPU the gloo
+    context is created by it and gives up when processes arrive more than ~30 s apart (e.g. one is
+    still building models), while the coordination service's barrier waits as long as asked."""
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the public API has no barrier with a timeout
+    from jax.experimental import multihost_utils
+
+    distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
+    multihost_utils.sync_global_devices(name)

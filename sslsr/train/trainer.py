@@ -256,6 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     frozen.eval()
     graphdef, state = nnx.split(ts)
     frozen_graphdef, frozen_state = nnx.split(frozen)
+    sharding.barrier("sslsr_train_built")
     state = sharding.replicate(state, mesh)
     frozen_state = sharding.replicate(frozen_state, mesh)
 
