@@ -10,20 +10,20 @@ Run:
   the published config uses 64 per GPU without saying how many GPUs, so set it for your setup.)
 Variants:
     :stride3   SSL on every third edge pixel (the paper's text; the published runs used stride 1).
-    :demo      a few minutes on 2 CPU cores: RRDBNet with 2 blocks / 32 features, 150 L1 steps then
+    :demo      a few minutes on 2 CPU cores: RRDBNet with 2 blocks / 32 features, 250 L1 steps then
                150 GAN+SSL steps at batch 4 on 64 px patches of photos bundled with scikit-image
                (LR made on the fly), VGG16 conv5_3 as the perceptual network, and
                UNetDiscriminatorSN (VGGStyleDiscriminator only takes 128/256 px inputs, too slow
                for a CPU demo). `make demo` runs it and then evaluates the workdir.
     variants combine with commas, e.g. `:demo,stride3`.
 Expected time: 400k iterations of RRDBNet-23 at 128 px patches take days on one GPU (ESRGAN-scale
-  training). The demo: ~7 CPU-minutes (about 4-5 minutes wall on 2 idle cores; measured 25 min wall
-  on a 2-core machine shared with ~6 other jobs, see benchmarks/results/train.md).
+  training). The demo: ~6-7 CPU-minutes, i.e. about 4-5 minutes on 2 idle cores (measured: 9.7 min
+  wall / 6.4 min user CPU for train + eval on a 2-core machine shared with ~6 other jobs, see
+  benchmarks/results/train.md).
 Expected result: the paper reports for ESRGAN-SSL better LPIPS/DISTS than ESRGAN on Set14 /
   Urban100 / DIV2K-val with fewer artifacts. The demo only shows the pipeline end to end, it is not
-  a trained model: on the two demo validation photos (coffee, rocket) a 200+200-step run reached
-  26.9 dB PSNR (Y) after the L1 stage and 26.4 dB / LPIPS 0.43 after the GAN stage, below
-  bicubic's 28.6 dB / 0.37 (`eval.py --datasets demo`).
+  a trained model: on the two demo validation photos (coffee, rocket) it ends around 26 dB PSNR (Y)
+  and LPIPS ~0.45, below bicubic's 28.6 dB / 0.37 (`eval.py --checkpoint <workdir> --datasets demo`).
 """
 
 from sslsr.train.config import base_config, demo

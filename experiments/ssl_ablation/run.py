@@ -60,7 +60,7 @@ def _steps_per_second(workdir: pathlib.Path) -> float:
     return rates[len(rates) // 2] if rates else math.nan
 
 
-def _evaluate(run: pathlib.Path, out: pathlib.Path, steps: int) -> dict:
+def _evaluate(run: pathlib.Path, arm: str, out: pathlib.Path, steps: int) -> dict:
     done = out / "results.json"
     marker = out / "steps.txt"
     if done.exists() and marker.exists() and marker.read_text().strip() == str(steps):
@@ -70,7 +70,7 @@ def _evaluate(run: pathlib.Path, out: pathlib.Path, steps: int) -> dict:
 
     g = restore_generator(str(run))
     results = evaluate(g, FLAGS.datasets, scale=4, out_dir=out, data_root=FLAGS.data_root, metrics=METRICS,
-                       model_name=run.name, num_comparisons=0)
+                       model_name=arm, num_comparisons=0)
     marker.write_text(str(steps))
     return results
 
@@ -164,8 +164,9 @@ def _crops(evals, seed, keys, arm_vals, workdir: pathlib.Path) -> list[str]:
     delta = arm_vals["ssl"]["lpips"] - arm_vals["baseline"]["lpips"]
     order = np.argsort(delta)
     picks = [(keys[i], "gain") for i in order[:3]] + [(keys[i], "loss") for i in order[-2:]]
-    out_dir = HERE / "crops"
-    out_dir.mkdir(exist_ok=True)
+    report_dir = pathlib.Path(FLAGS.results).resolve().parent
+    out_dir = report_dir / "crops"
+    out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     hr_by_key = {}
     for ds in {k[0] for k, _ in picks}:
@@ -179,7 +180,7 @@ def _crops(evals, seed, keys, arm_vals, workdir: pathlib.Path) -> list[str]:
         strip = comparison_strip(base, ssl, hr_by_key[key], crop=96, gain=tag == "gain")
         path = out_dir / f"{key[0]}_{key[1]}_{tag}.png"
         write_png(path, strip)
-        lines.append(f"- {key[0]} {key[1]} (ΔLPIPS {delta[keys.index(key)]:+.4f}): ![]({path.relative_to(HERE)})")
+        lines.append(f"- {key[0]} {key[1]} (ΔLPIPS {delta[keys.index(key)]:+.4f}): ![]({path.relative_to(report_dir)})")
     return lines
 
 
@@ -200,7 +201,7 @@ def main(argv):
             rates[(seed, arm)] = _steps_per_second(run)
     for seed in seeds:
         for arm in ARMS:
-            evals[(seed, arm)] = _evaluate(workdir / f"seed{seed}_{arm}", workdir / "eval" / f"seed{seed}_{arm}",
+            evals[(seed, arm)] = _evaluate(workdir / f"seed{seed}_{arm}", arm, workdir / "eval" / f"seed{seed}_{arm}",
                                            FLAGS.gan_steps)
     pathlib.Path(FLAGS.results).write_text(_report(evals, rates, workdir))
     print(f"wrote {FLAGS.results}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -297,12 +296,3 @@ def make_pretrain_step(graphdef, dtype: str = "float32") -> Callable:
         return nnx.state(ts), {"l_pre_pix": l_pix, "grad_norm_g": _norm(grads)}
 
     return step_fn
-
-
-def reset_ema(ts: TrainState) -> None:
-    """EMA := current G (done when the main stage starts after an L1 stage)."""
-    if ts.ema is not None:
-        nnx.update(ts.ema, jax.tree.map(jnp.copy, nnx.state(ts.g)))
-
-
-
