@@ -17,9 +17,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    from sslsr.train import train_and_evaluate
+    from sslsr.train import ConfigError, NonFiniteLossError, train_and_evaluate
 
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    try:
+        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, NonFiniteLossError) as e:
+        raise SystemExit(f"train.py: {e}") from None
 
 
 if __name__ == "__main__":

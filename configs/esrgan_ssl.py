@@ -17,13 +17,13 @@ Variants:
                for a CPU demo). `make demo` runs it and then evaluates the workdir.
     variants combine with commas, e.g. `:demo,stride3`.
 Expected time: 400k iterations of RRDBNet-23 at 128 px patches take days on one GPU (ESRGAN-scale
-  training). The demo: ~6-7 CPU-minutes, i.e. about 4-5 minutes on 2 idle cores (measured: 9.7 min
-  wall / 6.4 min user CPU for train + eval on a 2-core machine shared with ~6 other jobs, see
+  training). The demo: ~7 CPU-minutes, i.e. about 4-5 minutes on 2 idle cores (measured: 12 min
+  wall / 6.8 min user CPU for train + eval on a 2-core machine shared with ~6 other jobs, see
   benchmarks/results/train.md).
 Expected result: the paper reports for ESRGAN-SSL better LPIPS/DISTS than ESRGAN on Set14 /
   Urban100 / DIV2K-val with fewer artifacts. The demo only shows the pipeline end to end, it is not
-  a trained model: on the two demo validation photos (coffee, rocket) it ends around 26 dB PSNR (Y)
-  and LPIPS ~0.45, below bicubic's 28.6 dB / 0.37 (`eval.py --checkpoint <workdir> --datasets demo`).
+  a trained model: on the two demo validation photos (coffee, rocket) it reaches 26.9 dB PSNR (Y)
+  after the L1 stage and 27.6 dB / LPIPS 0.43 at the end, below bicubic's 28.6 dB / 0.37 (`eval.py --checkpoint <workdir> --datasets demo`).
 """
 
 from sslsr.train.config import base_config, demo

@@ -159,7 +159,7 @@ def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_checkpoint(tm
     monkeypatch.setattr(trainer.sharding, "global_batch", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"step 3: .*l_g_pix=nan.*last good checkpoint \(step 2\)"):
         train_and_evaluate(_resume_config(), str(tmp_path))
-    assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 1
+    assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 2
     g = restore_generator(str(tmp_path))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(nnx.state(g)))
 
