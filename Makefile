@@ -32,8 +32,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
+# Each benchmark prints ratios against a baseline measured in the same run; see BENCHMARKS.md.
 bench: $(STAMP)
 	$(PY) benchmarks/ssl_speed.py
+	$(PY) benchmarks/models_speed.py --size 128 --repeats 2
+	$(PY) benchmarks/discriminators_speed.py
+	$(PY) benchmarks/data_speed.py --batches 40
+	$(PY) benchmarks/train_speed.py --steps 5
+	$(PY) benchmarks/eval_speed.py --data_root ../shared/data --urban100_images 2
 
 clean:
 	rm -rf $(VENV) .jax_cache workdirs
