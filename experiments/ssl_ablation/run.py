@@ -35,6 +35,8 @@ flags.DEFINE_list("datasets", ["Set5", "Set14", "Urban100"], "evaluation sets")
 flags.DEFINE_integer("pretrain_steps", 2000, "L1 pretraining steps")
 flags.DEFINE_integer("gan_steps", 1000, "GAN steps per arm and seed")
 flags.DEFINE_string("results", str(HERE / "RESULTS.md"), "the report to write")
+flags.DEFINE_bool("ema", True, "evaluate the EMA generators (the protocol); --noema evaluates the raw G, e.g. for "
+                  "runs too short for EMA 0.999 to move away from the shared initialisation")
 FLAGS = flags.FLAGS
 
 ARMS = ("baseline", "ssl")
@@ -68,11 +70,15 @@ def _evaluate(run: pathlib.Path, arm: str, out: pathlib.Path, steps: int) -> dic
     from sslsr.evaluate import evaluate
     from sslsr.train import restore_generator
 
-    g = restore_generator(str(run))
+    g = restore_generator(str(run), prefer_ema=FLAGS.ema)
     results = evaluate(g, FLAGS.datasets, scale=4, out_dir=out, data_root=FLAGS.data_root, metrics=METRICS,
                        model_name=arm, num_comparisons=0)
     marker.write_text(str(steps))
     return results
+
+
+def _eval_dir(workdir: pathlib.Path, seed: int, arm: str) -> pathlib.Path:
+    return workdir / "eval" / f"seed{seed}_{arm}{'' if FLAGS.ema else '_raw_g'}"
 
 
 def _per_image(results: dict, method: str) -> dict[tuple[str, str], dict]:
@@ -105,10 +111,11 @@ def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], flo
         "# ±SSL ablation: results",
         "",
         f"Command: `python experiments/ssl_ablation/run.py --seeds {','.join(map(str, seeds))} "
-        f"--pretrain_steps {FLAGS.pretrain_steps} --gan_steps {FLAGS.gan_steps}`",
+        f"--pretrain_steps {FLAGS.pretrain_steps} --gan_steps {FLAGS.gan_steps}{'' if FLAGS.ema else ' --noema'}"
+        f"{'' if FLAGS.results.endswith('/RESULTS.md') else ' --results ' + pathlib.Path(FLAGS.results).name}`",
         "",
         f"MSRResNet (32 feat, 6 blocks) x4 on T91, {FLAGS.pretrain_steps} L1 steps then {FLAGS.gan_steps} GAN steps "
-        f"per arm, batch 8, 128 px HR patches, seeds {seeds}; EMA generators. Perceptual term: VGG16 conv5_3 "
+        f"per arm, batch 8, 128 px HR patches, seeds {seeds}; {'EMA generators' if FLAGS.ema else 'raw generators (no EMA)'}. Perceptual term: VGG16 conv5_3 "
         "(VGG19 is not available offline). Values are means over images of the per-seed average.",
         "",
         "| set | images | PSNR-Y base | PSNR-Y SSL | SSIM-Y base | SSIM-Y SSL | LPIPS base | LPIPS SSL | ΔLPIPS (95% CI) |",
@@ -164,8 +171,9 @@ def _crops(evals, seed, keys, arm_vals, workdir: pathlib.Path) -> list[str]:
     delta = arm_vals["ssl"]["lpips"] - arm_vals["baseline"]["lpips"]
     order = np.argsort(delta)
     picks = [(keys[i], "gain") for i in order[:3]] + [(keys[i], "loss") for i in order[-2:]]
-    report_dir = pathlib.Path(FLAGS.results).resolve().parent
-    out_dir = report_dir / "crops"
+    report = pathlib.Path(FLAGS.results).resolve()
+    report_dir = report.parent
+    out_dir = report_dir / ("crops" + report.stem.removeprefix("RESULTS"))  # one folder per report
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     hr_by_key = {}
@@ -175,8 +183,8 @@ def _crops(evals, seed, keys, arm_vals, workdir: pathlib.Path) -> list[str]:
             if name in wanted:
                 hr_by_key[(ds, name)] = hr
     for key, tag in picks:
-        base = read_image(workdir / "eval" / f"seed{seed}_baseline" / key[0] / f"{key[1]}.png")
-        ssl = read_image(workdir / "eval" / f"seed{seed}_ssl" / key[0] / f"{key[1]}.png")
+        base = read_image(_eval_dir(workdir, seed, "baseline") / key[0] / f"{key[1]}.png")
+        ssl = read_image(_eval_dir(workdir, seed, "ssl") / key[0] / f"{key[1]}.png")
         strip = comparison_strip(base, ssl, hr_by_key[key], crop=96, gain=tag == "gain")
         path = out_dir / f"{key[0]}_{key[1]}_{tag}.png"
         write_png(path, strip)
@@ -201,7 +209,7 @@ def main(argv):
             rates[(seed, arm)] = _steps_per_second(run)
     for seed in seeds:
         for arm in ARMS:
-            evals[(seed, arm)] = _evaluate(workdir / f"seed{seed}_{arm}", arm, workdir / "eval" / f"seed{seed}_{arm}",
+            evals[(seed, arm)] = _evaluate(workdir / f"seed{seed}_{arm}", arm, _eval_dir(workdir, seed, arm),
                                            FLAGS.gan_steps)
     pathlib.Path(FLAGS.results).write_text(_report(evals, rates, workdir))
     print(f"wrote {FLAGS.results}")
