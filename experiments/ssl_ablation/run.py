@@ -1,13 +1,14 @@
 """Runs the ±SSL ablation end to end, resumably (see README.md here for the protocol).
 
-    python experiments/ssl_ablation/run.py [--seeds 0,1] [--pretrain_steps 2000] [--gan_steps 1000]
-        [--workdir workdirs/ssl_ablation] [--data_root ../shared/data]
+    python experiments/ssl_ablation/run.py [--seeds 0,1] [--pretrain_steps 1000] [--gan_steps 400]
+        [--batch_size 4] [--workdir workdirs/ssl_ablation] [--data_root ../shared/data]
 
 Stages, each skipped when already done (rerun the same command to continue after an interruption;
 training resumes from its last checkpoint):
   1. L1 pretraining (once, shared by every seed and arm)
   2. for each seed: baseline and SSL GAN runs from that initialisation
-  3. evaluation of each run's EMA generator on Set5, Set14, Urban100 (PSNR-Y, SSIM-Y, LPIPS-Alex)
+  3. evaluation of each run's EMA generator, and of the shared L1 initialisation for reference, on
+     Set5, Set14, Urban100 (PSNR-Y, SSIM-Y, LPIPS-Alex)
   4. paired statistics, RESULTS.md and comparison crops in this folder
 """
 
@@ -32,11 +33,12 @@ flags.DEFINE_string("workdir", "workdirs/ssl_ablation", "where checkpoints and e
 flags.DEFINE_string("data_root", ablation_config.SHARED, "folder holding T91/, Set5/, Set14/, Urban100/")
 flags.DEFINE_list("seeds", ["0", "1"], "GAN-stage seeds (both arms share each)")
 flags.DEFINE_list("datasets", ["Set5", "Set14", "Urban100"], "evaluation sets")
-flags.DEFINE_integer("pretrain_steps", 2000, "L1 pretraining steps")
-flags.DEFINE_integer("gan_steps", 1000, "GAN steps per arm and seed")
+flags.DEFINE_integer("pretrain_steps", 1000, "L1 pretraining steps")
+flags.DEFINE_integer("gan_steps", 400, "GAN steps per arm and seed")
+flags.DEFINE_integer("batch_size", 4, "GAN-stage batch size (the L1 pretraining always uses 8)")
 flags.DEFINE_string("results", str(HERE / "RESULTS.md"), "the report to write")
 flags.DEFINE_bool("ema", True, "evaluate the EMA generators (the protocol); --noema evaluates the raw G, e.g. for "
-                  "runs too short for EMA 0.999 to move away from the shared initialisation")
+                  "a secondary look at the same runs")
 FLAGS = flags.FLAGS
 
 ARMS = ("baseline", "ssl")
@@ -44,7 +46,8 @@ METRICS = ("psnr", "ssim", "lpips")
 
 
 def _config(arm: str, seed: int = 0):
-    c = ablation_config.get_config(arm, pretrain_steps=FLAGS.pretrain_steps, gan_steps=FLAGS.gan_steps, seed=seed)
+    c = ablation_config.get_config(arm, pretrain_steps=FLAGS.pretrain_steps, gan_steps=FLAGS.gan_steps, seed=seed,
+                                   batch_size=FLAGS.batch_size)
     c.data.train = os.path.join(FLAGS.data_root, "T91", "HR")
     return c
 
@@ -98,7 +101,12 @@ def _interval(diffs) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], float], workdir: pathlib.Path) -> str:
+def _fmt_interval(mean: float, lo: float, hi: float) -> str:
+    return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], float], workdir: pathlib.Path,
+            init_eval: dict) -> str:
     import numpy as np
 
     seeds = sorted({s for s, _ in evals})
@@ -111,12 +119,15 @@ def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], flo
         "# ±SSL ablation: results",
         "",
         f"Command: `python experiments/ssl_ablation/run.py --seeds {','.join(map(str, seeds))} "
-        f"--pretrain_steps {FLAGS.pretrain_steps} --gan_steps {FLAGS.gan_steps}{'' if FLAGS.ema else ' --noema'}"
+        f"--pretrain_steps {FLAGS.pretrain_steps} --gan_steps {FLAGS.gan_steps} --batch_size {FLAGS.batch_size}"
+        f"{'' if FLAGS.ema else ' --noema'}"
         f"{'' if FLAGS.results.endswith('/RESULTS.md') else ' --results ' + pathlib.Path(FLAGS.results).name}`",
         "",
         f"MSRResNet (32 feat, 6 blocks) x4 on T91, {FLAGS.pretrain_steps} L1 steps then {FLAGS.gan_steps} GAN steps "
-        f"per arm, batch 8, 128 px HR patches, seeds {seeds}; {'EMA generators' if FLAGS.ema else 'raw generators (no EMA)'}. Perceptual term: VGG16 conv5_3 "
-        "(VGG19 is not available offline). Values are means over images of the per-seed average.",
+        f"per arm (batch {FLAGS.batch_size}), 128 px HR patches, seeds {seeds}; "
+        f"{f'EMA generators (decay {ablation_config.gan_ema_decay(FLAGS.gan_steps):g})' if FLAGS.ema else 'raw generators (no EMA)'}. "
+        "Perceptual term: VGG16 conv5_3 (VGG19 is not available offline). Values are means over images of the "
+        "per-seed average.",
         "",
         "| set | images | PSNR-Y base | PSNR-Y SSL | SSIM-Y base | SSIM-Y SSL | LPIPS base | LPIPS SSL | ΔLPIPS (95% CI) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -142,6 +153,12 @@ def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], flo
     else:
         verdict = "**inconclusive** (the pre-registered criteria are not met in either direction)"
     lines += ["", f"Verdict by the criteria fixed in README.md: {verdict}.", ""]
+    for seed in seeds:  # does each seed alone point the same way?
+        d = {m: np.array([_per_image(evals[(seed, "ssl")], "ssl")[k][m] - _per_image(evals[(seed, "baseline")],
+                                                                                     "baseline")[k][m] for k in keys])
+             for m in METRICS}
+        cells = [f"Δ{m.upper()}{'-Y' if m != 'lpips' else ''} {_fmt_interval(*_interval(d[m]))}" for m in METRICS]
+        lines.append(f"- Seed {seed} alone, all images: " + ", ".join(cells))
     for m, unit in (("psnr", "dB"), ("ssim", "")):
         mm, ml, mh = _interval(arm_vals["ssl"][m] - arm_vals["baseline"][m])
         lines.append(f"- Δ{m.upper()}-Y (SSL − baseline) over all images: {mm:+.4f} {unit} [{ml:+.4f}, {mh:+.4f}]")
@@ -149,6 +166,11 @@ def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], flo
     ssl_rate = np.nanmean([rates[(s, "ssl")] for s in seeds])
     lines.append(f"- Training speed on this machine: baseline {base_rate:.3f} it/s, SSL {ssl_rate:.3f} it/s "
                  f"(SSL adds {100 * (base_rate / ssl_rate - 1):.0f}% per step).")
+    init = _per_image(init_eval, "l1_init")
+    lines += ["", "Reference, the shared L1 initialisation both arms start from: "
+              + "; ".join(f"{d} PSNR-Y {np.mean([init[k]['psnr'] for k in keys if k[0] == d]):.3f}, "
+                          f"SSIM-Y {np.mean([init[k]['ssim'] for k in keys if k[0] == d]):.4f}, "
+                          f"LPIPS {np.mean([init[k]['lpips'] for k in keys if k[0] == d]):.4f}" for d in datasets) + "."]
     lines += ["", "## Per-image paired differences (SSL − baseline, mean over seeds)", "",
               "| set | image | ΔPSNR-Y | ΔSSIM-Y | ΔLPIPS |", "|---|---|---|---|---|"]
     for i, k in enumerate(keys):
@@ -194,6 +216,11 @@ def _crops(evals, seed, keys, arm_vals, workdir: pathlib.Path) -> list[str]:
 
 def main(argv):
     del argv
+    # Every run evaluates the same architecture on the same 69 image shapes: compile each shape once.
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(HERE.parents[1] / ".jax_cache"))
     workdir = pathlib.Path(FLAGS.workdir).resolve()
     seeds = [int(s) for s in FLAGS.seeds]
     pre = workdir / "pretrain"
@@ -203,7 +230,7 @@ def main(argv):
         for arm in ARMS:
             c = _config(arm, seed)
             c.generator.init_from = str(pre)
-            c.generator.init_key = "params_ema"
+            c.generator.init_key = "params"
             run = workdir / f"seed{seed}_{arm}"
             _train(c, run)
             rates[(seed, arm)] = _steps_per_second(run)
@@ -211,7 +238,8 @@ def main(argv):
         for arm in ARMS:
             evals[(seed, arm)] = _evaluate(workdir / f"seed{seed}_{arm}", arm, _eval_dir(workdir, seed, arm),
                                            FLAGS.gan_steps)
-    pathlib.Path(FLAGS.results).write_text(_report(evals, rates, workdir))
+    init_eval = _evaluate(pre, "l1_init", workdir / "eval" / "l1_init", FLAGS.pretrain_steps)
+    pathlib.Path(FLAGS.results).write_text(_report(evals, rates, workdir, init_eval))
     print(f"wrote {FLAGS.results}")
 
 
