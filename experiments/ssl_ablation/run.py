@@ -161,7 +161,8 @@ def _report(evals: dict[tuple[int, str], dict], rates: dict[tuple[int, str], flo
         lines.append(f"- Seed {seed} alone, all images: " + ", ".join(cells))
     for m, unit in (("psnr", "dB"), ("ssim", "")):
         mm, ml, mh = _interval(arm_vals["ssl"][m] - arm_vals["baseline"][m])
-        lines.append(f"- Δ{m.upper()}-Y (SSL − baseline) over all images: {mm:+.4f} {unit} [{ml:+.4f}, {mh:+.4f}]")
+        lines.append(f"- Δ{m.upper()}-Y (SSL − baseline) over all images: {mm:+.4f}{' ' + unit if unit else ''} "
+                     f"[{ml:+.4f}, {mh:+.4f}]")
     base_rate = np.nanmean([rates[(s, "baseline")] for s in seeds])
     ssl_rate = np.nanmean([rates[(s, "ssl")] for s in seeds])
     lines.append(f"- Training speed on this machine: baseline {base_rate:.3f} it/s, SSL {ssl_rate:.3f} it/s "
