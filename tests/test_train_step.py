@@ -140,11 +140,15 @@ def _demo_config():
     ("loss.ssl_search", 24, "loss.ssl_search"),
     ("generator.init_from", "/nonexistent.pth", "generator.init_from"),
     ("train.compute_dtype", "float16", "train.compute_dtype"),
+    ("loss.pixel_gt_usm", True, "data.hr_patch: 24 too small for the 51-tap USM"),
 ])
 def test_invalid_configs_name_the_field(field, value, match):
     c = _demo_config()
     if field == "loss.tc_weight":
         c.loss.tc_crop = 0.3
+    if field == "loss.pixel_gt_usm":  # the 51-tap USM blur needs patches over 25 px
+        c.loss.ssl_weight = 0.0
+        c.data.hr_patch = 24
     section, name = field.split(".")
     with c.unlocked():
         c[section][name] = value
@@ -157,3 +161,23 @@ def test_vgg19_without_weights_fails_fast():
     c.generator.init_from = ""
     with pytest.raises(ConfigError, match="config.loss.perceptual_weights"):
         validate(c)
+
+
+def test_usm_targets_change_only_their_terms(setup):
+    """pixel_gt_usm / perceptual_gt_usm swap the L1 / perceptual target for usm(HR); GAN and SSL keep HR."""
+    from sslsr.data.usm import usm_sharpen
+
+    ts, frozen, batch = setup
+    spec = dataclasses.replace(ALL, tc=0.0, lpips=0.0)
+    _, plain = _grads(spec, setup)
+    _, pix = _grads(dataclasses.replace(spec, pixel_gt_usm=True), setup)
+    _, percep = _grads(dataclasses.replace(spec, perceptual_gt_usm=True), setup)
+    sr = np.asarray(nnx.clone(ts).g(batch["lr"]))
+    target = np.asarray(usm_sharpen(batch["hr"]))
+    assert pix["l_g_pix"] == pytest.approx(float(np.mean(np.abs(sr - target))), rel=1e-5)
+    assert pix["l_g_pix"] != pytest.approx(plain["l_g_pix"], rel=1e-3)
+    assert percep["l_g_percep"] != pytest.approx(plain["l_g_percep"], rel=1e-3)
+    for key in ("l_g_gan", "l_g_ssl", "l_g_percep"):
+        assert pix[key] == pytest.approx(plain[key], rel=1e-6), key
+    for key in ("l_g_gan", "l_g_ssl", "l_g_pix"):
+        assert percep[key] == pytest.approx(plain[key], rel=1e-6), key

@@ -102,6 +102,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.tc_crop = 0.875  # crop side / patch side (224 of 256)
     c.loss.lpips_weight = 0.0
     c.loss.lpips_net = "vgg"  # or 'alex'
+    # Real-ESRGAN's targets: L1 and perceptual terms against the USM-sharpened HR (sslsr.data.usm).
+    c.loss.pixel_gt_usm = False
+    c.loss.perceptual_gt_usm = False
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 100
@@ -258,6 +261,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                        "crops must overlap (more than half) and be smaller than the patch")
         if lo.tc_start < 0:
             raise _err("loss.tc_start", "must be >= 0")
+    if (lo.pixel_gt_usm or lo.perceptual_gt_usm) and p <= 25:
+        raise _err("data.hr_patch", f"{p} too small for the 51-tap USM blur of loss.*_gt_usm (needs > 25)")
     if lo.lpips_weight > 0 and lo.lpips_net not in ("vgg", "alex"):
         raise _err("loss.lpips_net", f"must be 'vgg' or 'alex', got {lo.lpips_net!r}")
 

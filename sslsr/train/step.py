@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from sslsr.data.usm import usm_sharpen
 from sslsr.losses import gan as gan_losses
 from sslsr.losses import translational
 from sslsr.losses.perceptual import perceptual_loss
@@ -33,7 +34,9 @@ class LossSpec:
 
     scale: int = 4
     pixel: float = 0.0
+    pixel_gt_usm: bool = False
     perceptual: float = 0.0
+    perceptual_gt_usm: bool = False
     perceptual_layers: tuple[tuple[str, float], ...] = ()
     gan: float = 0.0
     gan_type: str = "ragan"
@@ -54,7 +57,9 @@ class LossSpec:
         return cls(
             scale=config.scale,
             pixel=float(lo.pixel_weight),
+            pixel_gt_usm=bool(lo.get("pixel_gt_usm", False)),
             perceptual=float(lo.perceptual_weight),
+            perceptual_gt_usm=bool(lo.get("perceptual_gt_usm", False)),
             perceptual_layers=tuple((k, float(v)) for k, v in dict(lo.perceptual_layers).items()),
             gan=float(lo.gan_weight) if config.discriminator.arch else 0.0,
             gan_type=lo.gan_type,
@@ -141,12 +146,15 @@ def _generator_losses(spec: LossSpec, g_apply, d_apply, frozen, batch, key, use_
     sr = g_apply(lr)
     terms: dict[str, jax.Array] = {}
     total = jnp.zeros((), jnp.float32)
+    hr_usm = usm_sharpen(hr) if spec.pixel_gt_usm or spec.perceptual_gt_usm else None
     if spec.pixel:
-        terms["l_g_pix"] = jnp.mean(jnp.abs(sr - hr))
+        target = hr_usm if spec.pixel_gt_usm else hr
+        terms["l_g_pix"] = jnp.mean(jnp.abs(sr - target))
         total += spec.pixel * terms["l_g_pix"]
     if spec.perceptual:
+        target = hr_usm if spec.perceptual_gt_usm else hr
         # VGG has no batch statistics, so SR and HR share one forward pass.
-        feats = frozen.vgg(jnp.concatenate([sr, hr]).astype(dtype))
+        feats = frozen.vgg(jnp.concatenate([sr, target]).astype(dtype))
         n = sr.shape[0]
         sr_f = {k: v[:n] for k, v in feats.items()}
         hr_f = {k: v[n:] for k, v in feats.items()}
