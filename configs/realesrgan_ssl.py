@@ -8,8 +8,8 @@ Run:
   Settings: HR patch 256, batch 12 per GPU in the published config (`train.batch_size` is global),
   L1 1.0, perceptual conv1_2 0.1 / conv2_2 0.1 / conv3_4 1 / conv4_4 1 / conv5_4 1, GAN 0.1, no EMA,
   MultiStep x0.5 at 100k of 150k, degradation 'realesrgan_ssl' (sslsr.data.degradations).
-  As in Real-ESRGAN, L1 and perceptual targets are the USM-sharpened HR (sslsr.data.usm); the LR,
-  the discriminator and SSL see the plain HR.
+  As in Real-ESRGAN, the LR is degraded from the USM-sharpened HR patch and the L1 and perceptual
+  targets are that sharpened patch (sslsr.data.usm); the discriminator and SSL see the plain HR.
 Variants: `:demo` (2-block RRDBNet, 64 px patches, VGG16 conv1_2/conv2_2/conv3_3/conv4_3/conv5_3, a few
   minutes on CPU).
 Expected time: 150k iterations at 256 px, batch 12: days on one GPU.

@@ -143,6 +143,23 @@ def test_degradations_seeded_shapes(patch, name):
         D.degrade(name, patch[:30], 4, np.random.default_rng(0))
 
 
+def test_realesrgan_degrades_the_usm_sharpened_hr(patch, monkeypatch):
+    """Real-ESRGAN blurs gt_usm, not gt: same draws on a pre-sharpened input without the internal
+    USM must give (up to the input's 8-bit rounding) the same LR, and the plain input another."""
+    from sslsr.data.usm import usm_sharpen
+
+    for name in ("realesrgan", "realesrgan_ssl"):
+        with_usm = D.degrade(name, patch, 4, np.random.default_rng(7)).astype(np.float64)
+        sharpened = np.round(usm_sharpen(patch.astype(np.float32) / 255) * 255).astype(np.uint8)
+        with monkeypatch.context() as m:
+            m.setattr(D, "usm_sharpen", lambda x: x)
+            pre = D.degrade(name, sharpened, 4, np.random.default_rng(7)).astype(np.float64)
+            plain = D.degrade(name, patch, 4, np.random.default_rng(7)).astype(np.float64)
+        assert np.abs(with_usm - pre).mean() < 0.5 * np.abs(with_usm - plain).mean(), name
+    with pytest.raises(ValueError, match="over 25 px"):
+        D.degrade("realesrgan", patch[:24, :24], 4, np.random.default_rng(0))
+
+
 def test_ssl_preset_is_weaker_than_full_realesrgan(patch):
     bic = D.imresize(patch, 0.25).astype(np.float64)
     dev = {}

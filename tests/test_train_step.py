@@ -141,12 +141,13 @@ def _demo_config():
     ("generator.init_from", "/nonexistent.pth", "generator.init_from"),
     ("train.compute_dtype", "float16", "train.compute_dtype"),
     ("loss.pixel_gt_usm", True, "data.hr_patch: 24 too small for the 51-tap USM"),
+    ("data.degradation", "realesrgan", "data.hr_patch: 24 too small for the USM sharpening"),
 ])
 def test_invalid_configs_name_the_field(field, value, match):
     c = _demo_config()
     if field == "loss.tc_weight":
         c.loss.tc_crop = 0.3
-    if field == "loss.pixel_gt_usm":  # the 51-tap USM blur needs patches over 25 px
+    if field in ("loss.pixel_gt_usm", "data.degradation"):  # the 51-tap USM blur needs patches over 25 px
         c.loss.ssl_weight = 0.0
         c.data.hr_patch = 24
     section, name = field.split(".")

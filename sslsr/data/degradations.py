@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sslsr.data.usm import usm_sharpen
+
 
 # ----------------------------------------------------------------------------- MATLAB bicubic
 
@@ -514,10 +516,10 @@ def realesrgan_degrade(
 ) -> np.ndarray:
     """Real-ESRGAN's second-order degradation of one HR image.
 
-    blur(k1) -> random resize (up/down/keep, area/bilinear/bicubic) -> Gaussian or Poisson noise
-    (colour or grey) -> JPEG; then blur(k2) w.p. second_blur_prob -> resize relative to the target
-    -> noise; then, in random order, [resize to H/scale + sinc filter] and JPEG; finally rounded
-    to 8 bits.
+    USM sharpening (sslsr.data.usm) -> blur(k1) -> random resize (up/down/keep,
+    area/bilinear/bicubic) -> Gaussian or Poisson noise (colour or grey) -> JPEG; then blur(k2)
+    w.p. second_blur_prob -> resize relative to the target -> noise; then, in random order,
+    [resize to H/scale + sinc filter] and JPEG; finally rounded to 8 bits.
 
     Args:
       hr: uint8 (H, W, 3), H and W multiples of scale.
@@ -529,8 +531,12 @@ def realesrgan_degrade(
     h, w = hr.shape[:2]
     if h % scale or w % scale:
         raise ValueError(f"realesrgan_degrade: HR size {h}x{w} must be a multiple of scale {scale}")
+    if min(h, w) <= 25:
+        raise ValueError(f"realesrgan_degrade: HR size {h}x{w}; the USM sharpening that precedes the "
+                         "degradation needs sides over 25 px")
     ks = realesrgan_kernels(rng, p)
-    out = hr.astype(np.float32) / np.float32(255.0)
+    # Real-ESRGAN degrades the unsharp-masked GT, so LR inputs carry the sharpened edges.
+    out = usm_sharpen(hr.astype(np.float32) / np.float32(255.0))
     # first order
     out = filter2d(out, ks["kernel1"])
     s = _random_scale(rng, p.resize_prob, p.resize_range)

@@ -6,8 +6,10 @@ m = [|r| * 255 > threshold] and its blurred version s = B(m),
 
     usm(x) = s * clip(x + weight * r, 0, 1) + (1 - s) * x.
 
-Only visibly blurred structure gets sharpened; flat regions keep x exactly. The LR is always
-degraded from the plain HR, and the discriminator and SSL see the plain HR.
+Only visibly blurred structure gets sharpened; flat regions keep x. As in Real-ESRGAN, its
+second-order degradation starts from the sharpened HR (sslsr.data.degradations), and the training
+step can take it as the L1 / perceptual target (`loss.pixel_gt_usm`, `loss.perceptual_gt_usm`);
+the discriminator and SSL see the plain HR.
 """
 
 from __future__ import annotations
@@ -44,30 +46,36 @@ def _blur_matrix(n: int, size: int) -> np.ndarray:
     return m.astype(np.float32)
 
 
-def gaussian_blur(x: jnp.ndarray, size: int = 51) -> jnp.ndarray:
-    """Separable Gaussian blur of (..., H, W, C) images with OpenCV's default sigma for `size`."""
-    mh = jnp.asarray(_blur_matrix(x.shape[-3], size))
-    mw = jnp.asarray(_blur_matrix(x.shape[-2], size))
-    hi = jax.lax.Precision.HIGHEST  # float32 end to end on every backend (TPU/GPU default to bf16 passes)
-    x = jnp.einsum("ij,...jwc->...iwc", mh, x, precision=hi)
-    return jnp.einsum("ij,...hjc->...hic", mw, x, precision=hi)
+def gaussian_blur(x, size: int = 51):
+    """Separable Gaussian blur of (..., H, W, C) images with OpenCV's default sigma for `size`.
+
+    NumPy in, NumPy out (the data pipeline); JAX arrays and tracers go through jnp (the train step).
+    """
+    mh, mw = _blur_matrix(x.shape[-3], size), _blur_matrix(x.shape[-2], size)
+    if isinstance(x, np.ndarray):
+        x = np.einsum("ij,...jwc->...iwc", mh, x.astype(np.float32, copy=False))
+        return np.einsum("ij,...hjc->...hic", mw, x)
+    hi = jax.lax.Precision.HIGHEST  # TPUs and recent GPUs default to reduced-precision passes
+    x = jnp.einsum("ij,...jwc->...iwc", jnp.asarray(mh), x, precision=hi)
+    return jnp.einsum("ij,...hjc->...hic", jnp.asarray(mw), x, precision=hi)
 
 
-def usm_sharpen(x: jnp.ndarray, *, weight: float = 0.5, radius: int = 50, threshold: float = 10.0) -> jnp.ndarray:
+def usm_sharpen(x, *, weight: float = 0.5, radius: int = 50, threshold: float = 10.0):
     """Real-ESRGAN's USM sharpening of (..., H, W, C) float images in [0, 1] (both sides > 25 px).
 
     Args:
-      x: images in [0, 1]; computed in float32.
+      x: images in [0, 1]; a NumPy array (computed with NumPy) or a JAX array; float32 either way.
       weight: how much of the high-pass residual is added back.
       radius: the blur has 2 * (radius // 2) + 1 taps (Real-ESRGAN's radius 50 gives 51).
       threshold: residuals below threshold / 255 are left alone.
     Returns:
-      the sharpened images, same shape, float32 in [0, 1].
+      the sharpened images, same shape and array library, float32 in [0, 1].
     """
+    xp = np if isinstance(x, np.ndarray) else jnp
     size = radius + 1 if radius % 2 == 0 else radius
-    x = jnp.asarray(x, jnp.float32)
+    x = x.astype(np.float32) if xp is np else jnp.asarray(x, jnp.float32)
     residual = x - gaussian_blur(x, size)
-    mask = (jnp.abs(residual) * 255.0 > threshold).astype(jnp.float32)
+    mask = (xp.abs(residual) * np.float32(255.0) > threshold).astype(np.float32)
     soft = gaussian_blur(mask, size)
-    sharp = jnp.clip(x + weight * residual, 0.0, 1.0)
-    return soft * sharp + (1.0 - soft) * x
+    sharp = xp.clip(x + np.float32(weight) * residual, 0.0, 1.0)
+    return soft * sharp + (np.float32(1.0) - soft) * x

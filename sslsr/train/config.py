@@ -261,6 +261,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
                        "crops must overlap (more than half) and be smaller than the patch")
         if lo.tc_start < 0:
             raise _err("loss.tc_start", "must be >= 0")
+    if c.data.degradation in ("realesrgan", "realesrgan_ssl") and p <= 25:
+        raise _err("data.hr_patch", f"{p} too small for the USM sharpening of data.degradation="
+                   f"{c.data.degradation!r} (needs > 25)")
     if (lo.pixel_gt_usm or lo.perceptual_gt_usm) and p <= 25:
         raise _err("data.hr_patch", f"{p} too small for the 51-tap USM blur of loss.*_gt_usm (needs > 25)")
     if lo.lpips_weight > 0 and lo.lpips_net not in ("vgg", "alex"):
