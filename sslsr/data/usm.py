@@ -53,8 +53,11 @@ def gaussian_blur(x, size: int = 51):
     """
     mh, mw = _blur_matrix(x.shape[-3], size), _blur_matrix(x.shape[-2], size)
     if isinstance(x, np.ndarray):
-        x = np.einsum("ij,...jwc->...iwc", mh, x.astype(np.float32, copy=False))
-        return np.einsum("ij,...hjc->...hic", mw, x)
+        # Two large GEMMs: blur H on (H, W*C), transpose, blur W on (W, H*C).
+        *lead, h, w, c = x.shape
+        x = (mh @ x.astype(np.float32, copy=False).reshape(*lead, h, w * c)).reshape(*lead, h, w, c)
+        x = np.ascontiguousarray(np.swapaxes(x, -3, -2)).reshape(*lead, w, h * c)
+        return np.ascontiguousarray(np.swapaxes((mw @ x).reshape(*lead, w, h, c), -3, -2))
     hi = jax.lax.Precision.HIGHEST  # TPUs and recent GPUs default to reduced-precision passes
     x = jnp.einsum("ij,...jwc->...iwc", jnp.asarray(mh), x, precision=hi)
     return jnp.einsum("ij,...hjc->...hic", jnp.asarray(mw), x, precision=hi)
