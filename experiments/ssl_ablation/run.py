@@ -1,7 +1,7 @@
 """Runs the ±SSL ablation end to end, resumably (see README.md here for the protocol).
 
     python experiments/ssl_ablation/run.py [--seeds 0,1] [--pretrain_steps 1000] [--gan_steps 400]
-        [--batch_size 4] [--workdir workdirs/ssl_ablation] [--data_root ../shared/data]
+        [--batch_size 4] [--workdir DIR] [--data_root ../shared/data]
 
 Stages, each skipped when already done (rerun the same command to continue after an interruption;
 training resumes from its last checkpoint):
@@ -29,7 +29,9 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import config as ablation_config  # noqa: E402  (this folder's config pair)
 
-flags.DEFINE_string("workdir", "workdirs/ssl_ablation", "where checkpoints and evaluations go")
+flags.DEFINE_string("workdir", "", "where checkpoints and evaluations go; default "
+                    "workdirs/ssl_ablation_p<pretrain_steps>_g<gan_steps>_b<batch_size>, one per budget, because "
+                    "learning-rate milestones and the EMA decay depend on it")
 flags.DEFINE_string("data_root", ablation_config.SHARED, "folder holding T91/, Set5/, Set14/, Urban100/")
 flags.DEFINE_list("seeds", ["0", "1"], "GAN-stage seeds (both arms share each)")
 flags.DEFINE_list("datasets", ["Set5", "Set14", "Urban100"], "evaluation sets")
@@ -232,7 +234,8 @@ def main(argv):
 
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(HERE.parents[1] / ".jax_cache"))
-    workdir = pathlib.Path(FLAGS.workdir).resolve()
+    workdir = pathlib.Path(FLAGS.workdir or f"workdirs/ssl_ablation_p{FLAGS.pretrain_steps}_g{FLAGS.gan_steps}"
+                                            f"_b{FLAGS.batch_size}").resolve()
     seeds = [int(s) for s in FLAGS.seeds]
     pre = workdir / "pretrain"
     _train(_config("pretrain"), pre)
