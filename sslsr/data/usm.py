@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -64,6 +62,9 @@ def gaussian_blur(x, size: int = 51):
         taps = gaussian_taps(size)
         x = ndimage.correlate1d(x.astype(np.float32, copy=False), taps, axis=-3, mode="mirror")
         return ndimage.correlate1d(x, taps, axis=-2, mode="mirror")  # 'mirror' is reflect-101
+    import jax  # here, so the NumPy path (grain workers) never initialises JAX
+    import jax.numpy as jnp
+
     mh, mw = _blur_matrix(x.shape[-3], size), _blur_matrix(x.shape[-2], size)
     hi = jax.lax.Precision.HIGHEST  # TPUs and recent GPUs default to reduced-precision passes
     x = jnp.einsum("ij,...jwc->...iwc", jnp.asarray(mh), x, precision=hi)
@@ -74,16 +75,21 @@ def usm_sharpen(x, *, weight: float = 0.5, radius: int = 50, threshold: float = 
     """Real-ESRGAN's USM sharpening of (..., H, W, C) float images in [0, 1] (both sides > 25 px).
 
     Args:
-      x: images in [0, 1]; a NumPy array (computed with NumPy) or a JAX array; float32 either way.
+      x: images in [0, 1]; a NumPy array (blurred with scipy) or a JAX array (jnp); float32 either way.
       weight: how much of the high-pass residual is added back.
       radius: the blur has 2 * (radius // 2) + 1 taps (Real-ESRGAN's radius 50 gives 51).
       threshold: residuals below threshold / 255 are left alone.
     Returns:
       the sharpened images, same shape and array library, float32 in [0, 1].
     """
-    xp = np if isinstance(x, np.ndarray) else jnp
+    if isinstance(x, np.ndarray):
+        xp = np
+        x = x.astype(np.float32)
+    else:
+        import jax.numpy as xp
+
+        x = xp.asarray(x, xp.float32)
     size = radius + 1 if radius % 2 == 0 else radius
-    x = x.astype(np.float32) if xp is np else jnp.asarray(x, jnp.float32)
     residual = x - gaussian_blur(x, size)
     mask = (xp.abs(residual) * np.float32(255.0) > threshold).astype(np.float32)
     soft = gaussian_blur(mask, size)
