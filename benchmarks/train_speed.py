@@ -1,8 +1,13 @@
-"""Steps/s of the ESRGAN-SSL training step (G + D + EMA update) on CPU, with and without SSL.
+"""Steps/s of the ESRGAN-SSL training step (G + D + EMA update) on CPU, with and without SSL,
+and of the whole training loop (data, step, logging) around it.
 
-Both variants are built from the same config in the same process (the one without SSL only sets
-loss.ssl_weight = 0, which removes the term at trace time) and timed alternately, so their ratio is
-insensitive to machine load drifts; the SSL share of a step is (t_ssl - t_no_ssl) / t_ssl.
+Both step variants are built by the GAN recipe from the same config in the same process (the one
+without SSL only sets loss.ssl_weight = 0, which removes the term at trace time) and timed
+alternately, so their ratio is insensitive to machine load drifts; the SSL share of a step is
+(t_ssl - t_no_ssl) / t_ssl. The loop measurement runs `train_and_evaluate` for `--loop_steps`
+steps after a first logging window that holds the compilation, and reports the median steps/s of
+the following windows from `<workdir>/metrics.jsonl` (the loop pulls values to the host only at
+log and checkpoint steps).
 
     python benchmarks/train_speed.py                      # demo size: RRDBNet 2x32, 64 px, batch 4
     python benchmarks/train_speed.py --patch 128 --steps 5 --out benchmarks/results/train.md
@@ -12,15 +17,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import pathlib
 import platform
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,26 +37,35 @@ def _config(patch: int, batch: int):
     spec.loader.exec_module(mod)
     c = mod.get_config("demo")
     c.data.hr_patch = patch
+    c.data.val = ""
     c.train.batch_size = batch
+    c.train.pretrain_steps = 0  # the GAN step alone
     return c
 
 
 def _build(c):
-    import optax
+    from sslsr.train.recipes import RECIPES
 
-    from sslsr.train import trainer
-    from sslsr.train.step import LossSpec, TrainState, make_train_step
+    setup = RECIPES[c.recipe].setup(c)
+    (stage,) = setup.stages
+    step = jax.jit(stage.step, static_argnums=4, donate_argnums=0)
+    return step, setup.state, setup.constants
 
-    spec = LossSpec.from_config(c)
-    g = trainer._init_generator(c)
-    d = trainer._build_discriminator(c)
-    ts = TrainState(g, optax.adam(1e-4), d=d, tx_d=optax.adam(1e-4), ema=True)
-    ts.train()
-    frozen = trainer._build_frozen(c, spec)
-    graphdef, state = nnx.split(ts)
-    fgd, fstate = nnx.split(frozen)
-    step = jax.jit(make_train_step(graphdef, fgd, spec), static_argnums=4, donate_argnums=0)
-    return step, state, fstate
+
+def _loop_rate(c, steps: int, window: int) -> float:
+    """Median steps/s of the training loop's logging windows after the first (compilation)."""
+    from sslsr.train import train_and_evaluate
+    from sslsr.train.loop import METRICS_FILE
+
+    c.train.total_steps = window + steps
+    c.train.milestones = ()
+    c.log.every = window
+    c.log.ckpt_every = c.log.val_every = 10**9
+    with tempfile.TemporaryDirectory() as workdir:
+        train_and_evaluate(c, workdir)
+        lines = (pathlib.Path(workdir) / METRICS_FILE).read_text().splitlines()
+    rates = sorted(json.loads(line)["steps_per_s"] for line in lines[1:])
+    return rates[len(rates) // 2]
 
 
 def main():
@@ -59,6 +74,8 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
     ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds (best kept)")
+    ap.add_argument("--loop_steps", type=int, default=10, help="timed steps of the whole loop (0: skip)")
+    ap.add_argument("--loop_window", type=int, default=5, help="loop steps per logging window")
     ap.add_argument("--out", default="", help="append a markdown section to this file")
     args = ap.parse_args()
 
@@ -105,6 +122,11 @@ def main():
     for name, v in variants.items():
         lines.append(f"| {name} | {v['best']:.3f} | {1 / v['best']:.2f} | {v['compile_s']:.1f} |")
     lines += ["", f"SSL share of the step: **{100 * share:.1f}%** (with/without SSL time ratio {t_ssl / t_base:.2f}).", ""]
+    if args.loop_steps:
+        rate = _loop_rate(_config(args.patch, args.batch), args.loop_steps, args.loop_window)
+        lines += [f"Whole loop with SSL (`train_and_evaluate`: grain data on the fly, the step, logging every "
+                  f"{args.loop_window} steps): **{rate:.2f} steps/s** ({1 / rate:.3f} s/step; median of "
+                  f"{args.loop_steps // args.loop_window} windows after the compiling one).", ""]
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -26,21 +26,18 @@ Expected result: the paper reports for ESRGAN-SSL better LPIPS/DISTS than ESRGAN
   after the L1 stage and 27.6 dB / LPIPS 0.43 at the end, below bicubic's 28.6 dB / 0.37 (`eval.py --checkpoint <workdir> --datasets demo`).
 """
 
-from sslsr.train.config import base_config, demo
+from sslsr.train.config import base_config, demo, variants
 
 
 def get_config(arg: str | None = None):
-    variants = set(filter(None, (arg or "").split(",")))
-    unknown = variants - {"demo", "stride3"}
-    if unknown:
-        raise ValueError(f"configs/esrgan_ssl.py: unknown variant(s) {sorted(unknown)}; use demo, stride3")
+    chosen = variants(arg, ("demo", "stride3"), "configs/esrgan_ssl.py")
     c = base_config()
     c.generator.init_from = "workdirs/rrdb_psnr"
     c.generator.init_key = "params_ema"
     c.data.train = "datasets/DF2K/HR"
     c.data.val = "datasets/Set14"
-    if "stride3" in variants:
+    if "stride3" in chosen:
         c.loss.ssl_mask_stride = 3
-    if "demo" in variants:
+    if "demo" in chosen:
         demo(c)
     return c

@@ -16,12 +16,11 @@ Expected time: 150k iterations at 256 px, batch 12: days on one GPU.
 Expected result: the paper's Real-ESRGAN-SSL row (fewer artifacts than Real-ESRGAN).
 """
 
-from sslsr.train.config import base_config, demo
+from sslsr.train.config import base_config, demo, variants
 
 
 def get_config(arg: str | None = None):
-    if arg not in (None, "", "demo"):
-        raise ValueError(f"configs/realesrgan_ssl.py: unknown variant {arg!r}; use demo")
+    chosen = variants(arg, ("demo",), "configs/realesrgan_ssl.py")
     c = base_config()
     c.generator.init_from = "pretrained/RealESRNet_x4plus.pth"
     c.generator.init_key = "params_ema"
@@ -41,6 +40,6 @@ def get_config(arg: str | None = None):
     c.loss.perceptual_gt_usm = True
     c.loss.gan_type = "vanilla"
     c.loss.gan_weight = 0.1
-    if arg == "demo":
+    if "demo" in chosen:
         demo(c)
     return c

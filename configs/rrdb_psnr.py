@@ -11,12 +11,11 @@ Expected time: 1M iterations are several GPU-days.
 Expected result: BasicSR's RRDB_PSNR_x4 reaches ~30.9 dB PSNR (Y) on Set5 (x4, bicubic).
 """
 
-from sslsr.train.config import base_config, demo
+from sslsr.train.config import base_config, demo, variants
 
 
 def get_config(arg: str | None = None):
-    if arg not in (None, "", "demo"):
-        raise ValueError(f"configs/rrdb_psnr.py: unknown variant {arg!r}; use demo")
+    chosen = variants(arg, ("demo",), "configs/rrdb_psnr.py")
     c = base_config()
     c.discriminator.arch = ""
     c.data.train = "datasets/DF2K/HR"
@@ -31,7 +30,7 @@ def get_config(arg: str | None = None):
     c.loss.perceptual_weight = 0.0
     c.loss.gan_weight = 0.0
     c.loss.ssl_weight = 0.0
-    if arg == "demo":
+    if "demo" in chosen:
         demo(c)
         c.train.pretrain_steps = 0
         c.train.total_steps = 300

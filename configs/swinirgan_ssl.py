@@ -14,12 +14,11 @@ Expected time: 100k iterations of SwinIR-M at 256 px: days on one GPU.
 Expected result: the paper's SwinIR-GAN-SSL row (better LPIPS/DISTS than SwinIR-GAN).
 """
 
-from sslsr.train.config import base_config, demo
+from sslsr.train.config import base_config, demo, variants
 
 
 def get_config(arg: str | None = None):
-    if arg not in (None, "", "demo"):
-        raise ValueError(f"configs/swinirgan_ssl.py: unknown variant {arg!r}; use demo")
+    chosen = variants(arg, ("demo",), "configs/swinirgan_ssl.py")
     c = base_config()
     c.generator.arch = "SwinIR"
     c.generator.kwargs = dict(upscale=4, in_chans=3, img_size=64, window_size=8, img_range=1.0,
@@ -34,7 +33,7 @@ def get_config(arg: str | None = None):
     c.train.batch_size = 4
     c.train.total_steps = 100_000
     c.train.milestones = (50_000, 80_000, 90_000, 95_000)
-    if arg == "demo":
+    if "demo" in chosen:
         demo(c)
         c.generator.kwargs.update(img_size=16, depths=(2,), embed_dim=16, num_heads=(2,))
     return c

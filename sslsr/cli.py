@@ -15,13 +15,11 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
+from sslsr.errors import UserError
+
 _DEBUG = flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 
 EXIT_USER_ERROR = 2
-
-
-class UserError(Exception):
-    """A problem with the command's input; the message names the file or field first."""
 
 
 def _is_user_error(e: BaseException) -> bool:

@@ -121,7 +121,7 @@ def test_swinir_buffers_are_checked_against_the_config():
     [
         ("VGGStyleDiscriminator", lambda r: VGGStyleDiscriminator(3, 8, rngs=r), dict(num_feat=8)),
         ("UNetDiscriminatorSN", lambda r: UNetDiscriminatorSN(3, 8, rngs=r), dict(num_feat=8)),
-        ("VGG19", lambda r: VGGFeatures("vgg19", layers=("conv2_1",), weights=None, rngs=r), dict(layers=("conv2_1",))),
+        ("VGG19", lambda r: VGGFeatures("vgg19", layers=("conv2_1",), rngs=r), dict(layers=("conv2_1",))),
     ],
 )
 def test_round_trip_of_discriminators_and_features(arch, build, kw):
@@ -134,7 +134,7 @@ def test_round_trip_of_discriminators_and_features(arch, build, kw):
 
 
 def test_vgg_ignores_classifier_and_deeper_layers_but_not_missing_ones():
-    sd = convert.to_torch_state_dict(VGGFeatures("vgg16", layers=("relu1_2",), weights=None, rngs=nnx.Rngs(0)), "VGG16")
+    sd = convert.to_torch_state_dict(VGGFeatures("vgg16", layers=("relu1_2",), rngs=nnx.Rngs(0)), "VGG16")
     full = {
         **sd,
         "features.5.weight": np.zeros((128, 64, 3, 3), np.float32),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sslsr.data import io
-from sslsr.data.degradations import imresize, mod_crop, resize_matrix
+from sslsr.data.imresize import imresize, mod_crop, resize_matrix
 
 # Antialiased x1/2 taps, by hand: MATLAB stretches Keys' cubic (a=-0.5) to width 8 and scales it
 # by 1/2; output pixel j sits halfway between inputs 2j and 2j+1, so the input distances are

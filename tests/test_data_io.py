@@ -97,3 +97,8 @@ def test_demo_images():
         assert img.std() > 10  # real photos, not blanks
     with pytest.raises(ValueError, match="split"):
         builtin.demo_images("test")
+
+
+def test_to_uint8_clips_and_rounds_like_basicsr():
+    x = np.array([-0.5, 0.0, 0.5 / 255, 1.5 / 255, 0.2, 1.0, 2.0], np.float32)
+    np.testing.assert_array_equal(io.to_uint8(x), [0, 0, 0, 2, 51, 255, 255])  # halves to even

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from sslsr.data import datasets, io, transforms
-from sslsr.data.degradations import imresize
+from sslsr.data.imresize import imresize
 from sslsr.data.pipeline import TrainSource, make_train_loader
-from sslsr.losses.edge import edge_mask, mask_stride_pattern
+from sslsr.edges import edge_mask, mask_stride_pattern
 
 
 def coord_image(h, w, step=1):
@@ -56,6 +56,21 @@ def test_paired_crop_and_dihedral_keep_alignment():
     assert len(seen) == 8  # all 8 flips/rotations occur
     with pytest.raises(ValueError, match="smaller"):
         transforms.paired_random_crop(hr[:10], None, None, p, s, rng)
+
+
+def test_dihedral_inverse_undoes_each_of_the_8_transforms():
+    img = np.arange(5 * 7 * 3).reshape(5, 7, 3)
+    outs = set()
+    for t in (False, True):
+        for fh in (False, True):
+            for fw in (False, True):
+                y = transforms.dihedral(img, t, fh, fw)
+                assert y.shape == ((7, 5, 3) if t else (5, 7, 3)) and y.flags.c_contiguous
+                np.testing.assert_array_equal(transforms.dihedral(y, t, fh, fw, inverse=True), img)
+                outs.add(y.tobytes())
+    assert len(outs) == 8
+    np.testing.assert_array_equal(transforms.dihedral(img, True, True, False), np.rot90(img, 1))  # counter-clockwise
+    np.testing.assert_array_equal(transforms.dihedral(img[..., 0], False, False, True), img[:, ::-1, 0])  # (H, W) too
 
 
 # ----------------------------------------------------------------------------- folders, bad input
@@ -149,6 +164,37 @@ def test_masks_computed_on_whole_image_and_cached(tmp_path):
     np.testing.assert_array_equal(m, want)
     np.testing.assert_array_equal(io.read_image(tmp_path / "m" / "cat.png")[:, :, 0], want * 255)  # cached on disk
     np.testing.assert_array_equal(TrainSource(recs, 2, use_mask=True)[0]["mask"], want)  # read back
+
+
+def test_edge_threshold_reaches_the_computed_masks():
+    from skimage import data
+
+    hr = np.ascontiguousarray(data.astronaut()[100:164, 150:214])
+    kw = dict(images=[("a", hr)], scale=2, patch_size=64, batch_size=1, seed=0, shard=(0, 1), use_rot=False, use_hflip=False)
+    for threshold in (20.0, 60.0):
+        got = _first(make_train_loader(**kw, edge_threshold=threshold), 1)[0]["mask"][0]
+        np.testing.assert_array_equal(got, edge_mask(hr, threshold))
+    assert edge_mask(hr, 60.0).sum() < edge_mask(hr, 20.0).sum()
+
+
+def test_data_modules_import_neither_jax_nor_losses():
+    """Grain workers import these; our modules never load JAX or sslsr.losses themselves (grain
+    0.2 imports JAX on its own, so sslsr.data.pipeline is checked by its source instead)."""
+    import ast
+    import pathlib
+    import subprocess
+    import sys
+
+    mods = "sslsr.data.degradations, sslsr.data.transforms, sslsr.data.datasets, sslsr.data.usm, sslsr.edges"
+    code = f"import sys, {mods}; print(sorted(m for m in ('jax', 'sslsr.losses', 'torch') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
+    import sslsr.data.pipeline as pipeline
+
+    tree = ast.parse(pathlib.Path(pipeline.__file__).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top for a in n.names] + [n.module or "" for n in top if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in names if m.split(".")[0] == "jax" or m.startswith("sslsr.losses")], names
 
 
 # ----------------------------------------------------------------------------- loader

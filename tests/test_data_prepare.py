@@ -8,7 +8,11 @@ import pytest
 from PIL import Image
 
 from sslsr.data import io, masks, prepare
-from sslsr.losses.edge import edge_mask
+from sslsr.edges import edge_mask
+
+
+def _cli(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +25,7 @@ def photo():
 def test_masks_cli(tmp_path, photo):
     io.write_png(tmp_path / "hr" / "cat.png", photo)
     io.write_png(tmp_path / "hr" / "flip.png", photo[::-1])
-    r = subprocess.run(
-        [sys.executable, "-m", "sslsr.data.masks", str(tmp_path / "hr"), str(tmp_path / "m")], capture_output=True, text=True
-    )
+    r = _cli("sslsr.data.masks", tmp_path / "hr", tmp_path / "m")
     assert r.returncode == 0, r.stderr
     assert "wrote 2 masks" in r.stdout
     for name, img in (("cat", photo), ("flip", photo[::-1])):
@@ -55,7 +57,8 @@ def test_multiscale_names_sizes_and_lanczos(tmp_path, photo):
 
 def test_prepare_all_crops_masks_with_images(tmp_path, photo):
     io.write_png(tmp_path / "in" / "a.png", photo)
-    prepare.main(["all", str(tmp_path / "in"), str(tmp_path / "out"), "--shortest-edge", "40", "--crop", "32", "--step", "16"])
+    r = _cli("sslsr.data.prepare", "all", tmp_path / "in", tmp_path / "out", "--shortest_edge", "40", "--crop", "32", "--step", "16")
+    assert r.returncode == 0, r.stderr
     ms = io.read_image(tmp_path / "out" / "multiscale_HR" / "a.png")
     full_mask = edge_mask(ms).astype(np.uint8) * 255
     subs = sorted((tmp_path / "out" / "HR_sub").glob("a_s*.png"))
@@ -69,3 +72,21 @@ def test_prepare_all_crops_masks_with_images(tmp_path, photo):
             name = f"a_s{k:03d}.png"
             np.testing.assert_array_equal(io.read_image(tmp_path / "out" / "HR_sub" / name), ms[y : y + 32, x : x + 32])
             np.testing.assert_array_equal(io.read_image(tmp_path / "out" / "mask_sub" / name)[:, :, 0], full_mask[y : y + 32, x : x + 32])
+
+
+def test_cli_user_errors_are_one_line_naming_the_flag_or_file(tmp_path, photo):
+    io.write_png(tmp_path / "in" / "a.png", photo)
+    (tmp_path / "empty").mkdir()
+    for args, names in [
+        (("sslsr.data.prepare", "multiscale", tmp_path / "in", tmp_path / "o", "--crop", "32"), "--crop"),
+        (("sslsr.data.prepare", "subimages", tmp_path / "in", tmp_path / "o", "--mask_dir", tmp_path), "--mask_dir"),
+        (("sslsr.data.prepare", "bogus", tmp_path / "in", tmp_path / "o"), "<subcommand>"),
+        (("sslsr.data.prepare", "multiscale", tmp_path / "empty", tmp_path / "o"), str(tmp_path / "empty")),
+        (("sslsr.data.masks", tmp_path / "missing", tmp_path / "m"), str(tmp_path / "missing")),
+    ]:
+        r = _cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(f"error: {names}"), r.stderr
+    # The former argparse spelling still works.
+    r = _cli("sslsr.data.prepare", "multiscale", tmp_path / "in", tmp_path / "ms", "--shortest-edge", "40")
+    assert r.returncode == 0 and "wrote 3 images" in r.stdout, r.stderr

@@ -61,3 +61,20 @@ def test_mask_stride_pattern_is_tiled_identity():
     expected = np.tile(np.eye(3, dtype=np.float32), (3, 4))[:7, :11]
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(mask_stride_pattern(4, 5, 1), np.ones((4, 5), np.float32))
+
+
+def test_losses_import_neither_torch_nor_grain():
+    import subprocess
+    import sys
+
+    code = "import sys, sslsr.losses; print('torch' in sys.modules, 'grain' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.split() == ["False", "False"], (r.stdout, r.stderr)
+
+
+def test_edge_mask_lives_in_sslsr_edges():
+    import sslsr.edges
+    import sslsr.losses.edge
+
+    assert edge_mask is sslsr.edges.edge_mask is sslsr.losses.edge.edge_mask
+    assert mask_stride_pattern is sslsr.edges.mask_stride_pattern

@@ -1,119 +1,19 @@
-"""Evaluation library: tiled inference exactness, self-ensemble, bf16, and a full run writing all reports."""
+"""Evaluation protocol: metrics, a full run writing all reports, the eval and upscale CLIs.
+
+The inference it runs (tiling, self-ensemble, dtype) is tested in test_inference.py."""
 
 import csv
 import json
 import math
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 from PIL import Image
 
-from sslsr import evaluate, metrics
-from sslsr.data.degradations import imresize
+from sslsr import evaluate, inference, metrics
+from sslsr.data.imresize import imresize
 from sslsr.models import MSRResNet
-
-
-class IntegerSR(nnx.Module):
-    """x2 SR net whose arithmetic is exact in float32 (integer weights and activations), so any
-    tiling that respects its receptive field must give bit-identical output. Receptive-field
-    radius: 3 LR pixels (three 3x3 convs)."""
-
-    def __init__(self):
-        rng = np.random.default_rng(0)
-        shapes = ((3, 8), (8, 8), (8, 12))
-        self.kernels = nnx.List(
-            [nnx.Param(jnp.asarray(rng.integers(-2, 3, (3, 3, i, o)), jnp.float32)) for i, o in shapes]
-        )
-        self.biases = nnx.List([nnx.Param(jnp.asarray(rng.integers(-50, 50, (o,)), jnp.float32)) for _, o in shapes])
-
-    def __call__(self, x):
-        h = jnp.round(x * 255.0)
-        for i, (k, b) in enumerate(zip(self.kernels, self.biases)):
-            h = jax.lax.conv_general_dilated(h, k[...], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            h = h + b[...]
-            if i < 2:
-                h = jnp.clip(h, 0, 4000)  # keeps every intermediate an exact float32 integer
-        n, hh, ww, _ = h.shape
-        h = h.reshape(n, hh, ww, 3, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(n, 2 * hh, 2 * ww, 3)
-        return h / 65536.0 + 0.25
-
-
-@pytest.fixture(scope="module")
-def lr_image(photos):
-    return photos["coffee"][60:105, 100:161]  # 45 x 61: tiles do not divide it
-
-
-def test_tile_starts_cover_and_share_overlap():
-    assert evaluate.tile_starts(45, 16, 6) == [0, 10, 20, 29]
-    assert evaluate.tile_starts(10, 16, 6) == [0]
-    for size, tile, ov in ((45, 16, 6), (100, 32, 8), (33, 32, 4)):
-        s = evaluate.tile_starts(size, tile, ov)
-        assert s[0] == 0 and s[-1] + tile == size
-        assert all(b - a <= tile - ov for a, b in zip(s, s[1:]))
-    with pytest.raises(ValueError, match="tile_overlap"):
-        evaluate.tile_starts(45, 16, 16)
-
-
-def test_tiling_is_exact_within_receptive_field(lr_image):
-    fwd = evaluate.make_forward(IntegerSR())
-    full = evaluate.super_resolve(fwd, lr_image, scale=2)
-    assert full.shape == (90, 122, 3) and 0.05 < full.std()
-    # radius 3 <= overlap // 2: bit-identical.
-    tiled = evaluate.super_resolve(fwd, lr_image, scale=2, tile=16, tile_overlap=6)
-    np.testing.assert_array_equal(tiled, full)
-    # Too little overlap: the seams show (the test can fail).
-    seams = evaluate.super_resolve(fwd, lr_image, scale=2, tile=16, tile_overlap=2)
-    assert np.abs(seams - full).max() > 1e-3
-
-
-def test_tiling_msrresnet(lr_image):
-    # MSRResNet, 1 block: radius <= 5 LR pixels (conv_first 1, block 2, upconv1 1, then < 1 at 2x/4x
-    # resolution, plus the bilinear skip); overlap 12 contains it. Float32 convolutions on different
-    # shapes round differently in the last bit, so floats agree to ~1e-7 and uint8 exactly.
-    model = MSRResNet(num_feat=8, num_block=1, upscale=4, rngs=nnx.Rngs(1))
-    fwd = evaluate.make_forward(model)
-    lr = lr_image[:40, :44]
-    full = evaluate.super_resolve(fwd, lr, scale=4)
-    tiled = evaluate.super_resolve(fwd, lr, scale=4, tile=24, tile_overlap=12)
-    assert np.abs(tiled - full).max() < 1e-5
-    np.testing.assert_array_equal(evaluate.to_uint8(tiled), evaluate.to_uint8(full))
-
-
-def test_self_ensemble(lr_image):
-    fwd = evaluate.make_forward(IntegerSR())
-    lr = lr_image[:20, :24]
-    got = evaluate.super_resolve(fwd, lr, scale=2, self_ensemble=True)
-    # Independent formulation: the 8 rotations/reflections via np.rot90 on a float image.
-    x = lr.astype(np.float32) / 255.0
-    outs = []
-    for flip in (False, True):
-        for k in range(4):
-            t = np.rot90(x[:, ::-1] if flip else x, k)
-            y = np.rot90(fwd(np.ascontiguousarray(t)[None])[0], -k)
-            outs.append(y[:, ::-1] if flip else y)
-    want = np.clip(np.mean(outs, axis=0), 0, 1)
-    np.testing.assert_allclose(got, want, atol=1e-6)
-    plain = evaluate.super_resolve(fwd, lr, scale=2)
-    assert np.abs(got - plain).max() > 1e-3  # the net is not flip-equivariant: ensembling matters
-
-
-def test_bf16_model_close_to_float32(lr_image):
-    model = MSRResNet(num_feat=8, num_block=1, upscale=4, rngs=nnx.Rngs(1))
-    lr = lr_image[:16, :16]
-    f32 = evaluate.super_resolve(evaluate.make_forward(model), lr, scale=4)
-    b16 = evaluate.super_resolve(evaluate.make_forward(model, bf16=True), lr, scale=4)
-    assert b16.dtype == np.float32
-    dev = np.abs(b16 - f32).max()
-    assert 0 < dev < 0.02, dev
-
-
-def test_wrong_scale_is_a_clear_error(lr_image):
-    fwd = evaluate.make_forward(IntegerSR())
-    with pytest.raises(ValueError, match="not x4"):
-        evaluate.super_resolve(fwd, lr_image[:16, :16], scale=4)
 
 
 def test_unavailable_metric_is_skipped_with_one_line(monkeypatch):
@@ -154,7 +54,7 @@ def test_full_evaluation_writes_all_outputs(tmp_path, photos):
     sr = np.asarray(Image.open(out / "Tiny" / "coffee.png"))
     assert sr.shape == (64, 48, 3)
     lr = imresize(crops["coffee"], 0.25)
-    want_sr = evaluate.to_uint8(evaluate.super_resolve(evaluate.make_forward(model), lr, scale=4))
+    want_sr = inference.to_uint8(inference.super_resolve(inference.NetworkUpscaler(model), lr))
     np.testing.assert_array_equal(sr, want_sr)
     assert (out / "TinyHR" / "chelsea.png").is_file()
 
@@ -171,7 +71,7 @@ def test_full_evaluation_writes_all_outputs(tmp_path, photos):
     assert float(rb["psnr"]) == pytest.approx(metrics.psnr(bic, crops["coffee"], crop_border=4), abs=1e-9)
     # LPIPS through the shared-reference batched path = the module on the cropped pair in [-1, 1].
     c = lambda a: a[4:-4, 4:-4].astype(np.float32)[None] / 127.5 - 1  # noqa: E731
-    want_lpips = float(nnx.jit(lambda m, a, b: m(a, b))(metrics.LPIPS("alex"), c(sr), c(crops["coffee"]))[0])
+    want_lpips = float(nnx.jit(lambda m, a, b: m(a, b))(metrics.load_lpips("alex"), c(sr), c(crops["coffee"]))[0])
     assert float(r["lpips"]) == pytest.approx(want_lpips, abs=1e-5)
     for row in rows:
         for m in ("lpips", "dists"):
@@ -254,7 +154,7 @@ def test_eval_cli_with_weights_file(tmp_path, photos, tiny_weights):
     assert data["config"]["model"] == "tiny_x4" and data["config"]["scale"] == 4 and data["config"]["tile"] == 12
     sr = np.asarray(Image.open(tmp_path / "out" / "Tiny" / "coffee.png"))
     lr = imresize(photos["coffee"][120:184, 200:248], 0.25)
-    want = evaluate.to_uint8(evaluate.super_resolve(evaluate.make_forward(model), lr, scale=4))
+    want = inference.to_uint8(inference.super_resolve(inference.NetworkUpscaler(model), lr))
     np.testing.assert_array_equal(sr, want)  # overlap 10 covers the receptive field (radius <= 5)
 
 
@@ -266,27 +166,36 @@ def test_upscale_cli(tmp_path, photos, tiny_weights):
     src.mkdir()
     Image.fromarray(photos["rocket"][:20, :24]).save(src / "a.jpg")
     Image.fromarray(photos["rocket"][:20, :24, 0]).save(src / "grey.png")
-    upscale.main([str(src), str(tmp_path / "out"), "--checkpoint", str(path), "--arch", "MSRResNet",
-                  "--arch_kwargs", "num_feat=8", "num_block=1", "upscale=4"])
+    from absl import flags
+
+    argv = flags.FLAGS(["upscale", str(src), str(tmp_path / "out"), "--checkpoint", str(path), "--arch", "MSRResNet",
+                        "--arch_kwargs", "num_feat=8,num_block=1,upscale=4"])
+    try:
+        upscale.main(argv)
+    finally:
+        flags.FLAGS.unparse_flags()
     grey = np.asarray(Image.open(tmp_path / "out" / "grey.png"))
     assert grey.shape == (80, 96, 3)
     rgb_in = np.repeat(photos["rocket"][:20, :24, :1], 3, axis=2)
-    want = evaluate.to_uint8(evaluate.super_resolve(evaluate.make_forward(model), rgb_in, scale=4))
+    want = inference.to_uint8(inference.super_resolve(inference.NetworkUpscaler(model), rgb_in))
     np.testing.assert_array_equal(grey, want)
     assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (80, 96, 3)
 
 
-def test_load_model_dispatch(tmp_path, monkeypatch):
-    import sslsr.train
+def test_load_generator_dispatch(tmp_path, monkeypatch):
+    # What eval.py and `python -m sslsr.upscale` load --checkpoint with (was evaluate.load_model).
+    from sslsr import weights
+    from sslsr.cli import UserError
+    from sslsr.weights import checkpoints
 
     sentinel = object()
-    monkeypatch.setattr(sslsr.train, "restore_generator", lambda path: (sentinel, path))
-    assert evaluate.load_model(tmp_path) == (sentinel, tmp_path)  # a folder is a training workdir
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        evaluate.load_model(tmp_path / "missing.pth", arch="RRDBNet")
+    monkeypatch.setattr(checkpoints, "restore_generator", lambda path, prefer_ema: (sentinel, path))
+    assert weights.load_generator(tmp_path) == (sentinel, str(tmp_path))  # a folder is a training workdir
+    with pytest.raises(UserError, match="no such checkpoint"):
+        weights.load_generator(tmp_path / "missing.pth", arch="RRDBNet")
     (tmp_path / "w.pth").write_bytes(b"")
-    with pytest.raises(ValueError, match="needs --arch"):
-        evaluate.load_model(tmp_path / "w.pth")
+    with pytest.raises(UserError, match="needs --arch"):
+        weights.load_generator(tmp_path / "w.pth")
     (tmp_path / "w.ckpt").write_bytes(b"")
-    with pytest.raises(ValueError, match="unsupported checkpoint type"):
-        evaluate.load_model(tmp_path / "w.ckpt", arch="RRDBNet")
+    with pytest.raises(UserError, match="unsupported checkpoint type"):
+        weights.load_generator(tmp_path / "w.ckpt", arch="RRDBNet")

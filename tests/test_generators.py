@@ -7,8 +7,10 @@ import pytest
 from flax import nnx
 
 from sslsr import convert
+from sslsr.models.precision import cast_floating
 from sslsr.models import SwinIR
 from sslsr.models.layers import pixel_shuffle, pixel_unshuffle, upsample_bilinear
+from sslsr.weights import pytorch
 
 try:
     import torch
@@ -41,9 +43,9 @@ def jax_forward(model, x_nhwc: np.ndarray) -> np.ndarray:
 
 def test_full_size_parameter_counts():
     # abstract_model is nnx.eval_shape (no init, no compile) with a tracing-speed workaround.
-    assert n_params(convert.abstract_model("RRDBNet")) == 16_697_987
+    assert n_params(pytorch.abstract_model("RRDBNet")) == 16_697_987
     # BasicSR's MSRResNet (num_feat 64, 16 blocks, x4).
-    assert n_params(convert.abstract_model("MSRResNet")) == 1_517_571
+    assert n_params(pytorch.abstract_model("MSRResNet")) == 1_517_571
 
 
 @needs_torch
@@ -102,9 +104,9 @@ def test_msrresnet_matches_pytorch(upscale):
 
 
 def test_swinir_parameter_counts():
-    assert n_params(convert.abstract_model("SwinIR", upscale=4)) == 11_900_199
+    assert n_params(pytorch.abstract_model("SwinIR", upscale=4)) == 11_900_199
     # Lightweight x4: the paper's 897K excludes the 24 relative-position bias tables (225 x 6 each).
-    light = convert.abstract_model(
+    light = pytorch.abstract_model(
         "SwinIR", upscale=4, embed_dim=60, depths=(6,) * 4, num_heads=(6,) * 4, upsampler="pixelshuffledirect"
     )
     assert n_params(light) - 24 * 225 * 6 == 897_228
@@ -197,6 +199,11 @@ def test_bfloat16_compute_stays_close_to_float32(arch):
     torch.manual_seed(0)
     sd = Ref(**kw).state_dict()
     x = np.random.default_rng(0).random((1, 8, 8, 3)).astype(np.float32)
-    low = jax_forward(convert.from_torch(sd, arch, **kw, dtype=jnp.bfloat16), x)
-    full = jax_forward(convert.from_torch(sd, arch, **kw), x)
+    model = convert.from_torch(sd, arch, **kw)
+    full = jax_forward(model, x)
+    # The one bf16 mechanism (sslsr.models.precision): cast the parameters and the input.
+    graphdef, state = nnx.split(model)
+    low_model = nnx.merge(graphdef, cast_floating(state, jnp.bfloat16))
+    low = np.asarray(nnx.jit(lambda m, x: m(x))(low_model, jnp.asarray(x, jnp.bfloat16)))
+    assert low.dtype == jnp.bfloat16
     assert 0 < rel_err(low.astype(np.float32), full) < 3e-2  # bf16 really used, and still close

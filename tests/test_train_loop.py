@@ -13,8 +13,9 @@ import pytest
 from flax import nnx
 
 from sslsr.train import NonFiniteLossError, restore_generator, train_and_evaluate
-from sslsr.train import checkpoint as ckpt_lib
-from sslsr.train import trainer
+from sslsr.train import loop
+from sslsr.train.recipes import gan
+from sslsr.weights import checkpoints as ckpt_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ("rrdb_psnr", "esrgan", "esrgan_ssl", "swinirgan_ssl", "realesrgan_ssl")
@@ -122,7 +123,7 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     train_and_evaluate(_resume_config(), straight)
 
-    real_global_batch = trainer.sharding.global_batch
+    real_global_batch = loop.sharding.global_batch
     calls = {"n": 0}
 
     def global_batch_then_sigterm(batch, mesh):
@@ -131,10 +132,10 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGTERM)
         return real_global_batch(batch, mesh)
 
-    monkeypatch.setattr(trainer.sharding, "global_batch", global_batch_then_sigterm)
+    monkeypatch.setattr(loop.sharding, "global_batch", global_batch_then_sigterm)
     train_and_evaluate(_resume_config(), killed)
     assert ckpt_lib.Checkpointer(killed).latest_step() == 3
-    monkeypatch.setattr(trainer.sharding, "global_batch", real_global_batch)
+    monkeypatch.setattr(loop.sharding, "global_batch", real_global_batch)
     train_and_evaluate(_resume_config(), killed)  # resumes from step 3 (params, opt, EMA, data)
     assert "resumed from" in (pathlib.Path(killed) / "log.txt").read_text()
 
@@ -147,7 +148,7 @@ def test_sigterm_then_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_checkpoint(tmp_path, monkeypatch):
-    real_global_batch = trainer.sharding.global_batch
+    real_global_batch = loop.sharding.global_batch
     calls = {"n": 0}
 
     def poisoned(batch, mesh):
@@ -156,7 +157,7 @@ def test_non_finite_loss_stops_naming_step_and_term_and_keeps_last_checkpoint(tm
             batch = dict(batch, hr=np.full_like(batch["hr"], np.nan))
         return real_global_batch(batch, mesh)
 
-    monkeypatch.setattr(trainer.sharding, "global_batch", poisoned)
+    monkeypatch.setattr(loop.sharding, "global_batch", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"step 3: .*l_g_pix=nan.*last good checkpoint \(step 2\)"):
         train_and_evaluate(_resume_config(), str(tmp_path))
     assert ckpt_lib.Checkpointer(str(tmp_path)).latest_step() == 2
@@ -175,23 +176,22 @@ def test_init_from_workdir_and_pth(tmp_path):
     torch.save({"params_ema": sd}, tmp_path / "g.pth")
     c.generator.init_from = str(tmp_path / "g.pth")
     c.generator.init_key = "params_ema"
-    g = trainer._init_generator(c)
+    g = gan.init_generator(c)
     for a, b in zip(jax.tree.leaves(nnx.state(g, nnx.Param)), jax.tree.leaves(nnx.state(src, nnx.Param))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # One of our workdirs (its EMA generator).
     workdir = tmp_path / "wd"
     ckpt_lib.save_config(str(workdir), c)
-    from sslsr.train.step import TrainState
     import optax
 
-    ts = TrainState(src, optax.adam(1e-3), ema=True)
+    ts = gan.TrainState(src, optax.adam(1e-3), ema=True)
     nnx.update(ts.ema, jax.tree.map(lambda x: x + 0.5, nnx.state(ts.ema, nnx.Param)))  # EMA != G
     ckpt_lib.Checkpointer(str(workdir)).save(5, nnx.state(ts))
     c.generator.init_from = str(workdir)
-    g = trainer._init_generator(c)
+    g = gan.init_generator(c)
     for a, b in zip(jax.tree.leaves(nnx.state(g, nnx.Param)), jax.tree.leaves(nnx.state(ts.ema, nnx.Param))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     c.generator.init_key = "params"  # the trained G instead
-    g = trainer._init_generator(c)
+    g = gan.init_generator(c)
     for a, b in zip(jax.tree.leaves(nnx.state(g, nnx.Param)), jax.tree.leaves(nnx.state(ts.g, nnx.Param))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

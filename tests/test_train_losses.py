@@ -10,7 +10,7 @@ import pytest
 
 from sslsr.losses import gan, perceptual, translational
 from sslsr.train import schedules
-from sslsr.train.step import ema_update
+from sslsr.train.recipes.gan import ema_update
 
 
 def _np_bce(x, t):

@@ -1,8 +1,6 @@
 """The jitted G/D/EMA step: loss terms switch off at weight 0, terms add up linearly, EMA and D
 updates, config validation before compilation."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,13 +11,36 @@ from flax import nnx
 from sslsr.models import MSRResNet, UNetDiscriminatorSN
 from sslsr.train import ConfigError
 from sslsr.train.config import base_config, demo, validate
-from sslsr.train.step import Frozen, LossSpec, TrainState, generator_grads, make_train_step
+from sslsr.train.recipes.gan import Frozen, TrainState, generator_grads, make_train_step
 
-TERMS = {"pixel": "l_g_pix", "perceptual": "l_g_percep", "gan": "l_g_gan", "ssl": "l_g_ssl", "tc": "l_g_tc",
-         "lpips": "l_g_lpips"}
-ALL = LossSpec(scale=4, pixel=0.5, perceptual=0.7, perceptual_layers=(("a", 1.0), ("b", 0.3)), gan=0.2,
-               gan_type="ragan", ssl=30.0, ssl_search=7, ssl_window=3, ssl_h=0.05, tc=0.9, tc_crop=0.75,
-               lpips=0.4, ema_decay=0.9)
+TERMS = {"pixel_weight": "l_g_pix", "perceptual_weight": "l_g_percep", "gan_weight": "l_g_gan",
+         "ssl_weight": "l_g_ssl", "tc_weight": "l_g_tc", "lpips_weight": "l_g_lpips"}
+
+
+def _all_terms():
+    """Every G loss term on (the step reads config.loss, config.train and config.seed)."""
+    c = base_config()
+    c.loss.perceptual_layers = {"a": 1.0, "b": 0.3}  # assigned: update() would merge with conv5_4
+    c.loss.update(pixel_weight=0.5, perceptual_weight=0.7, gan_weight=0.2, gan_type="ragan", ssl_weight=30.0,
+                  ssl_search=7, ssl_window=3, ssl_h=0.05, tc_weight=0.9, tc_crop=0.75, lpips_weight=0.4)
+    c.train.ema_decay = 0.9
+    return c
+
+
+ALL = _all_terms()
+
+
+def replace(config, **fields):
+    """A copy of `config` with `section.field=value` overrides, e.g. replace(c, **{"loss.ssl_weight": 0})."""
+    c = config.copy_and_resolve_references()
+    for key, value in fields.items():
+        section, name = key.split(".")
+        c[section][name] = value
+    return c
+
+
+def loss_off(config, *names):
+    return replace(config, **{f"loss.{n}": 0.0 for n in names})
 
 
 class TinyFeatures(nnx.Module):
@@ -76,14 +97,14 @@ def test_each_term_switches_off_at_weight_zero(setup):
     all_grads, all_terms = _grads(ALL, setup)
     assert set(all_terms) == set(TERMS.values()) | {"l_g_total"}
     assert all_terms["l_g_total"] == pytest.approx(
-        sum(getattr(ALL, n) * all_terms[k] for n, k in TERMS.items()), rel=1e-5)
+        sum(ALL.loss[n] * all_terms[k] for n, k in TERMS.items()), rel=1e-5)
     removed_sum = jax.tree.map(np.zeros_like, all_grads)
     for off, key in TERMS.items():
-        grads, terms = _grads(dataclasses.replace(ALL, **{off: 0.0}), setup)
+        grads, terms = _grads(loss_off(ALL, off), setup)
         assert set(terms) == set(all_terms) - {key}, off
         for k in terms:  # the other terms are unchanged
             assert terms[k] == pytest.approx(all_terms[k] if k != "l_g_total"
-                                             else all_terms[k] - getattr(ALL, off) * all_terms[key], rel=1e-5), (off, k)
+                                             else all_terms[k] - ALL.loss[off] * all_terms[key], rel=1e-5), (off, k)
         removed = jax.tree.map(lambda a, b: a - b, all_grads, grads)
         scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(all_grads))
         assert max(float(np.max(np.abs(x))) for x in jax.tree.leaves(removed)) > 1e-6 * scale, f"{off}: no gradient"
@@ -94,7 +115,7 @@ def test_each_term_switches_off_at_weight_zero(setup):
 def test_step_updates_g_d_and_ema(setup):
     ts, frozen, batch = setup
     ts = nnx.clone(ts)
-    spec = dataclasses.replace(ALL, perceptual=0.0, lpips=0.0, ssl=0.0, tc=0.0)
+    spec = loss_off(ALL, "perceptual_weight", "lpips_weight", "ssl_weight", "tc_weight")
     graphdef, state = nnx.split(ts)
     fgd, fstate = nnx.split(frozen)
     g0 = jax.tree.map(np.asarray, nnx.as_pure(state["g"]))
@@ -116,8 +137,8 @@ def test_step_updates_g_d_and_ema(setup):
 
 def test_bf16_compute_keeps_float32_params(setup):
     ts, frozen, batch = setup
-    pixel_only = dataclasses.replace(ALL, perceptual=0.0, gan=0.0, ssl=0.0, tc=0.0, lpips=0.0)
-    grads, terms = _grads(dataclasses.replace(pixel_only, compute_dtype="bfloat16"), setup)
+    pixel_only = loss_off(ALL, "perceptual_weight", "gan_weight", "ssl_weight", "tc_weight", "lpips_weight")
+    grads, terms = _grads(replace(pixel_only, **{"train.compute_dtype": "bfloat16"}), setup)
     ref, ref_terms = _grads(pixel_only, setup)
     assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(grads))
     assert terms["l_g_pix"] == pytest.approx(ref_terms["l_g_pix"], rel=2e-2)
@@ -169,10 +190,10 @@ def test_usm_targets_change_only_their_terms(setup):
     from sslsr.data.usm import usm_sharpen
 
     ts, frozen, batch = setup
-    spec = dataclasses.replace(ALL, tc=0.0, lpips=0.0)
+    spec = loss_off(ALL, "tc_weight", "lpips_weight")
     _, plain = _grads(spec, setup)
-    _, pix = _grads(dataclasses.replace(spec, pixel_gt_usm=True), setup)
-    _, percep = _grads(dataclasses.replace(spec, perceptual_gt_usm=True), setup)
+    _, pix = _grads(replace(spec, **{"loss.pixel_gt_usm": True}), setup)
+    _, percep = _grads(replace(spec, **{"loss.perceptual_gt_usm": True}), setup)
     sr = np.asarray(nnx.clone(ts).g(batch["lr"]))
     target = np.asarray(usm_sharpen(batch["hr"]))
     assert pix["l_g_pix"] == pytest.approx(float(np.mean(np.abs(sr - target))), rel=1e-5)

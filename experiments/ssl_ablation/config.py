@@ -11,7 +11,7 @@ weight. Run everything with `python experiments/ssl_ablation/run.py` (it resumes
 
 import os
 
-from sslsr.train.config import base_config
+from sslsr.train.config import ConfigError, base_config
 
 SHARED = os.environ.get("SSLSR_SHARED_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 
@@ -28,7 +28,7 @@ def gan_ema_decay(gan_steps: int) -> float:
 def get_config(arm: str = "ssl", *, pretrain_steps: int = 1000, gan_steps: int = 400, seed: int = 0,
                batch_size: int = 4):
     if arm not in ("pretrain", "baseline", "ssl"):
-        raise ValueError(f"experiments/ssl_ablation/config.py: arm must be pretrain, baseline or ssl, got {arm!r}")
+        raise ConfigError(f"experiments/ssl_ablation/config.py: arm must be pretrain, baseline or ssl, got {arm!r}")
     c = base_config()
     c.seed = seed
     c.generator.arch = "MSRResNet"

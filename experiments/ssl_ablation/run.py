@@ -18,7 +18,6 @@ import json
 import math
 import os
 import pathlib
-import re
 import sys
 
 from absl import app, flags
@@ -61,8 +60,11 @@ def _train(config, workdir: pathlib.Path) -> None:
 
 
 def _steps_per_second(workdir: pathlib.Path) -> float:
-    """Median it/s over the logged windows of the GAN stage (compile-free windows only)."""
-    rates = [float(m.group(1)) for m in re.finditer(r" it/s=([0-9.e+-]+)", (workdir / "log.txt").read_text())]
+    """Median steps/s over the logged windows of the GAN stage (compile-free windows only)."""
+    from sslsr.train.loop import METRICS_FILE
+
+    records = [json.loads(line) for line in (workdir / METRICS_FILE).read_text().splitlines() if line.strip()]
+    rates = [r["steps_per_s"] for r in records if "steps_per_s" in r]
     rates = sorted(rates[1:]) or sorted(rates)  # the first window includes compilation
     return rates[len(rates) // 2] if rates else math.nan
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from sslsr.data import io
-from sslsr.data.degradations import imresize, mod_crop
+from sslsr.data.imresize import imresize, mod_crop
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Image files on disk <-> uint8 RGB arrays (H, W, 3).
+"""Image files on disk <-> uint8 RGB arrays (H, W, 3), and float images -> uint8.
 
 Conversions applied by `read_image` (the same results as BasicSR's `cv2.imread(path,
 cv2.IMREAD_COLOR)` + BGR->RGB, which its validation uses):
@@ -21,7 +21,7 @@ from PIL import Image
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 
-def _to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+def _decoded_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
     if a.dtype == bool:
@@ -34,6 +34,15 @@ def _to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
     if mode == "F":
         return np.clip(np.round(a * 255.0 if a.max() <= 1.0 else a), 0, 255).astype(np.uint8)
     raise ValueError(f"unsupported pixel type {a.dtype} (mode {mode})")
+
+
+def to_uint8(img) -> np.ndarray:
+    """Float image in [0, 1] (any shape; NumPy or JAX array) -> uint8, rounded like BasicSR's
+    `tensor2img`: clipped to [0, 1], times 255, rounded half to even."""
+    x = np.asarray(img)
+    if x.dtype != np.float64:
+        x = x.astype(np.float32, copy=False)  # bfloat16 / float16 times 255 would round coarsely
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -65,7 +74,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         msg = str(e).replace("\n", " ")
         raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {msg})") from None
     try:
-        a = _to_uint8(a, mode)
+        a = _decoded_to_uint8(a, mode)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     if a.ndim == 2:

@@ -8,14 +8,19 @@ reads it from there (`make_train_loader(mask_dir=...)`) and crops it with the HR
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from absl import flags
 
+from sslsr import cli, edges
 from sslsr.data import io
+
+THRESHOLD = flags.DEFINE_float("threshold", 20.0, "Laplacian threshold of the edge mask (paper: 20).")
+OVERWRITE = flags.DEFINE_bool("overwrite", False, "Recompute masks that already exist.")
+WORKERS = flags.DEFINE_integer("workers", 1, "Worker processes (1 or less: this process).")
 
 
 def mask_path_for(mask_dir: str | os.PathLike, hr_path: str | os.PathLike) -> pathlib.Path:
@@ -23,13 +28,11 @@ def mask_path_for(mask_dir: str | os.PathLike, hr_path: str | os.PathLike) -> pa
 
 
 def write_mask(hr_path: str | os.PathLike, mask_path: str | os.PathLike, threshold: float = 20.0) -> float:
-    """Computes `sslsr.losses.edge.edge_mask` of one HR file, writes it as 0/255 PNG.
+    """Computes `sslsr.edges.edge_mask` of one HR file, writes it as 0/255 PNG.
 
     Returns the fraction of mask pixels set.
     """
-    from sslsr.losses.edge import edge_mask
-
-    m = edge_mask(io.read_image(hr_path), threshold=threshold) > 0.5
+    m = edges.edge_mask(io.read_image(hr_path), threshold=threshold) > 0.5
     io.write_png(mask_path, m.astype(np.uint8) * np.uint8(255))
     return float(m.mean())
 
@@ -72,17 +75,16 @@ def write_masks(
     return len(todo)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sslsr.data.masks", description=__doc__.splitlines()[0])
-    ap.add_argument("hr_dir")
-    ap.add_argument("mask_dir")
-    ap.add_argument("--threshold", type=float, default=20.0, help="Laplacian threshold (paper: 20)")
-    ap.add_argument("--overwrite", action="store_true", help="recompute masks that already exist")
-    ap.add_argument("--workers", type=int, default=1)
-    a = ap.parse_args(argv)
-    n = write_masks(a.hr_dir, a.mask_dir, threshold=a.threshold, overwrite=a.overwrite, workers=a.workers)
-    print(f"wrote {n} masks to {a.mask_dir}")
+def main(argv: list[str]) -> None:
+    if len(argv) != 3:
+        raise cli.UserError(f"<hr_dir> <mask_dir>: expected these two folders, got {argv[1:]}")
+    hr_dir, mask_dir = argv[1:]
+    try:
+        n = write_masks(hr_dir, mask_dir, threshold=THRESHOLD.value, overwrite=OVERWRITE.value, workers=WORKERS.value)
+    except ValueError as e:  # an unreadable image or an empty folder; the message names the file
+        raise cli.UserError(str(e)) from e
+    print(f"wrote {n} masks to {mask_dir}")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

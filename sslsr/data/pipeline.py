@@ -25,24 +25,33 @@ from collections.abc import Sequence
 import grain
 import numpy as np
 
+from sslsr import edges
 from sslsr.data import datasets, degradations, io
+from sslsr.data.realesrgan import REALESRGAN_PRESETS
 from sslsr.data.transforms import paired_random_crop, random_augment
-
-DEGRADATIONS = ("bicubic", "realesrgan", "realesrgan_ssl", "bsrgan")
 
 
 class TrainSource:
     """grain random-access source: index -> {'hr', 'lr' (or absent), 'mask' (or absent)} whole images.
 
-    Edge masks are read from `<mask_dir>/<name>.png` (0/255) or computed with
-    `sslsr.losses.edge.edge_mask` on the whole HR; computed masks are written to mask_dir when it is
-    given and kept bit-packed in memory per process either way.
+    Edge masks are read from `<mask_dir>/<name>.png` (0/255, used as they are, whatever threshold
+    made them) or computed with `sslsr.edges.edge_mask(hr, edge_threshold)` on the whole HR;
+    computed masks are written to mask_dir when it is given and kept bit-packed in memory per
+    process either way.
     """
 
-    def __init__(self, records: Sequence[datasets.ImageRecord], scale: int, use_mask: bool, cache_images: bool = False):
+    def __init__(
+        self,
+        records: Sequence[datasets.ImageRecord],
+        scale: int,
+        use_mask: bool,
+        cache_images: bool = False,
+        edge_threshold: float = 20.0,
+    ):
         self._records = list(records)
         self._scale = scale
         self._use_mask = use_mask
+        self._edge_threshold = edge_threshold
         self._cache_images = cache_images
         self._mask_cache: dict[int, tuple[tuple[int, int], np.ndarray]] = {}
         self._image_cache: dict[int, dict] = {}
@@ -68,9 +77,7 @@ class TrainSource:
                 )
             m = (m > 127).astype(np.uint8)
         else:
-            from sslsr.losses.edge import edge_mask
-
-            m = (edge_mask(hr) > 0.5).astype(np.uint8)
+            m = (edges.edge_mask(hr, self._edge_threshold) > 0.5).astype(np.uint8)
             if r.mask_path is not None:
                 io.write_png(r.mask_path, m * np.uint8(255))
         self._mask_cache[i] = (m.shape, np.packbits(m))
@@ -128,9 +135,7 @@ class ToFloat(grain.transforms.Map):
         if "mask" in batch:
             m = batch["mask"].astype(np.float32)
             if self.mask_stride > 1:
-                from sslsr.losses.edge import mask_stride_pattern
-
-                m = m * mask_stride_pattern(m.shape[1], m.shape[2], self.mask_stride)[None]
+                m = m * edges.mask_stride_pattern(m.shape[1], m.shape[2], self.mask_stride)[None]
             out["mask"] = m
         return out
 
@@ -161,6 +166,7 @@ def make_train_loader(
     degradation: str = "bicubic",
     use_mask: bool = True,
     mask_dir: str | os.PathLike | None = None,
+    edge_threshold: float = 20.0,
     mask_stride: int = 1,
     use_hflip: bool = True,
     use_rot: bool = True,
@@ -182,12 +188,14 @@ def make_train_loader(
       batch_size: per-process batch size.
       degradation: 'bicubic' (MATLAB imresize), 'realesrgan', 'realesrgan_ssl' (the SSL paper's
         weaker Real-ESRGAN setting) or 'bsrgan'.
-      use_mask: add the edge mask under 'mask'; mask_dir: where masks are read / cached as PNG.
-      mask_stride: > 1 multiplies the mask by `sslsr.losses.edge.mask_stride_pattern(P, P, stride)`.
+      use_mask: add the edge mask under 'mask'; mask_dir: where masks are read / cached as PNG
+        (files already there are used as they are).
+      edge_threshold: the Laplacian threshold of the masks computed here (paper: 20).
+      mask_stride: > 1 multiplies the mask by `sslsr.edges.mask_stride_pattern(P, P, stride)`.
       use_hflip, use_rot: random horizontal flip / rotations by 90 degrees.
       pool_size: Real-ESRGAN's training pool: degraded samples are shuffled within windows of this
-        many before batching, mixing degradations across batches (default 180 for the Real-ESRGAN
-        modes, none otherwise).
+        many before batching, mixing degradations across batches (default: the preset's
+        queue_size, 180, for the Real-ESRGAN modes; none otherwise).
       cache_images: keep decoded images in memory in every process (PNG decoding dominates the
         bicubic mode; worth it for small sets such as T91, not for DIV2K-size folders).
       seed: the whole stream (order, crops, degradations) is a function of it.
@@ -199,8 +207,8 @@ def make_train_loader(
       grain IterDataset of dicts {'lr': (B, P/s, P/s, 3), 'hr': (B, P, P, 3)[, 'mask': (B, P, P)]},
       float32 in [0, 1] (mask in {0, 1}).
     """
-    if degradation not in DEGRADATIONS:
-        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    if degradation not in degradations.NAMES:
+        raise ValueError(f"degradation must be one of {degradations.NAMES}, got {degradation!r}")
     if (hr_dir is None) == (images is None):
         raise ValueError("make_train_loader: give exactly one of hr_dir or images")
     if lr_dir is not None and degradation != "bicubic":
@@ -220,9 +228,10 @@ def make_train_loader(
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard index {shard_index} not in [0, {shard_count})")
     if pool_size is None:
-        pool_size = 180 if degradation.startswith("realesrgan") else 0
+        preset = REALESRGAN_PRESETS.get(degradation)
+        pool_size = 0 if preset is None else preset.queue_size
 
-    ds = grain.MapDataset.source(TrainSource(records, scale, use_mask, cache_images))
+    ds = grain.MapDataset.source(TrainSource(records, scale, use_mask, cache_images, edge_threshold))
     ds = ds.shuffle(seed=seed).repeat(None)  # reshuffled every epoch
     # Crops/degradations are seeded by the global sample index (before sharding), so shards differ.
     ds = ds.random_map(

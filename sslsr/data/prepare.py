@@ -1,8 +1,13 @@
 """Training-set preparation as the paper's code did it (DF2K-OST style).
 
-    python -m sslsr.data.prepare multiscale <hr_dir> <out_dir> [--shortest-edge 512]
+    python -m sslsr.data.prepare multiscale <hr_dir> <out_dir> [--shortest_edge 512]
     python -m sslsr.data.prepare subimages <in_dir> <out_dir> [--crop 512 --step 256 --thresh 0]
-    python -m sslsr.data.prepare all <hr_dir> <out_root>   # multiscale -> masks -> sub-images
+        [--mask_dir <masks of in_dir> --mask_out_dir <their crops>]
+    python -m sslsr.data.prepare all <hr_dir> <out_root> [--threshold 20]  # multiscale -> masks -> sub-images
+
+Every subcommand takes --workers N. The flags are absl flags, spelled with underscores
+(--shortest_edge, --mask_dir, --mask_out_dir); the former dashed spellings (--shortest-edge,
+--mask-dir, --mask-out-dir) still work as aliases. A flag the subcommand does not use is an error.
 
 Multiscale: for each HR, copies resized by 0.75, 0.6 and 1/3 (`<name>T0/T1/T2.png`) when their
 short side stays >= 512, a copy resized to short side 512 (`<name>S.png`), and the original
@@ -15,18 +20,40 @@ sub-image's mask is a crop of its whole image's mask (as the paper), not recompu
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from absl import flags
 from PIL import Image
 
-from sslsr.data import io
+from sslsr import cli
+from sslsr.data import io, masks
 
 SCALES = (0.75, 0.6, 1 / 3)
+
+SHORTEST_EDGE = flags.DEFINE_integer("shortest_edge", 512, "Short side of the `S` copy; smaller copies are not written.")
+CROP = flags.DEFINE_integer("crop", 512, "Sub-image side.")
+STEP = flags.DEFINE_integer("step", 256, "Stride between sub-images.")
+THRESH = flags.DEFINE_integer("thresh", 0, "The border-flush window is added when more than this many pixels would be left out.")
+MASK_DIR = flags.DEFINE_string("mask_dir", None, "subimages: masks of in_dir, cropped with the same windows.")
+MASK_OUT_DIR = flags.DEFINE_string("mask_out_dir", None, "subimages: where the mask crops go (with --mask_dir).")
+# The spellings of the former argparse CLI keep working.
+flags.DEFINE_alias("shortest-edge", "shortest_edge")
+flags.DEFINE_alias("mask-dir", "mask_dir")
+flags.DEFINE_alias("mask-out-dir", "mask_out_dir")
+# Shared with the mask CLI, whose flags they are; listed in this command's --help too.
+flags.declare_key_flag("threshold")
+flags.declare_key_flag("workers")
+
+# The flags each subcommand reads.
+SUBCOMMANDS = {
+    "multiscale": ("shortest_edge", "workers"),
+    "subimages": ("crop", "step", "thresh", "mask_dir", "mask_out_dir", "workers"),
+    "all": ("shortest_edge", "crop", "step", "thresh", "threshold", "workers"),
+}
 
 
 def multiscale(path: str | os.PathLike, out_dir: str | os.PathLike, shortest_edge: int = 512) -> list[pathlib.Path]:
@@ -130,47 +157,36 @@ def prepare_subimages(in_dir, out_dir, crop=512, step=256, thresh=0, mask_dir=No
     return sum(counts)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sslsr.data.prepare", description="Training-set preparation (multiscale HR, edge masks, sub-images).")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    m = sub.add_parser("multiscale", help="multiscale HR copies")
-    m.add_argument("hr_dir")
-    m.add_argument("out_dir")
-    s = sub.add_parser("subimages", help="crop into overlapping sub-images")
-    s.add_argument("in_dir")
-    s.add_argument("out_dir")
-    s.add_argument("--mask-dir", help="masks of in_dir to crop with the same windows")
-    s.add_argument("--mask-out-dir")
-    a_ = sub.add_parser("all", help="multiscale -> masks -> sub-images under out_root")
-    a_.add_argument("hr_dir")
-    a_.add_argument("out_root")
-    a_.add_argument("--threshold", type=float, default=20.0, help="edge-mask threshold")
-    for p in (m, a_):
-        p.add_argument("--shortest-edge", type=int, default=512)
-    for p in (s, a_):
-        p.add_argument("--crop", type=int, default=512)
-        p.add_argument("--step", type=int, default=256)
-        p.add_argument("--thresh", type=int, default=0, help="border strip kept when wider than this")
-    for p in (m, s, a_):
-        p.add_argument("--workers", type=int, default=1)
-    a = ap.parse_args(argv)
-    if a.cmd == "multiscale":
-        print(f"wrote {prepare_multiscale(a.hr_dir, a.out_dir, a.shortest_edge, a.workers)} images to {a.out_dir}")
-    elif a.cmd == "subimages":
-        if (a.mask_dir is None) != (a.mask_out_dir is None):
-            ap.error("--mask-dir and --mask-out-dir go together")
-        n = prepare_subimages(a.in_dir, a.out_dir, a.crop, a.step, a.thresh, a.mask_dir, a.mask_out_dir, a.workers)
-        print(f"wrote {n} sub-images to {a.out_dir}")
-    else:
-        from sslsr.data.masks import write_masks
+def _check_flags(cmd: str) -> None:
+    for name in ("overwrite",) + tuple(n for c in SUBCOMMANDS.values() for n in c):
+        if flags.FLAGS[name].present and name not in SUBCOMMANDS[cmd]:
+            raise cli.UserError(f"--{name}: not used by `{cmd}` (it takes {', '.join('--' + n for n in SUBCOMMANDS[cmd])})")
+    if cmd == "subimages" and (MASK_DIR.value is None) != (MASK_OUT_DIR.value is None):
+        raise cli.UserError("--mask_dir, --mask_out_dir: give both or neither")
 
-        root = pathlib.Path(a.out_root)
-        ms, ms_mask = root / "multiscale_HR", root / "multiscale_mask"
-        prepare_multiscale(a.hr_dir, ms, a.shortest_edge, a.workers)
-        write_masks(ms, ms_mask, threshold=a.threshold, workers=a.workers)
-        n = prepare_subimages(ms, root / "HR_sub", a.crop, a.step, a.thresh, ms_mask, root / "mask_sub", a.workers)
-        print(f"wrote {n} sub-images to {root / 'HR_sub'} and their masks to {root / 'mask_sub'}")
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 4 or argv[1] not in SUBCOMMANDS:
+        raise cli.UserError(f"<subcommand> <in> <out>: expected one of {', '.join(SUBCOMMANDS)} and two folders, got {argv[1:]}")
+    cmd, src, dst = argv[1:]
+    _check_flags(cmd)
+    workers = masks.WORKERS.value
+    try:
+        if cmd == "multiscale":
+            print(f"wrote {prepare_multiscale(src, dst, SHORTEST_EDGE.value, workers)} images to {dst}")
+        elif cmd == "subimages":
+            n = prepare_subimages(src, dst, CROP.value, STEP.value, THRESH.value, MASK_DIR.value, MASK_OUT_DIR.value, workers)
+            print(f"wrote {n} sub-images to {dst}")
+        else:
+            root = pathlib.Path(dst)
+            ms, ms_mask = root / "multiscale_HR", root / "multiscale_mask"
+            prepare_multiscale(src, ms, SHORTEST_EDGE.value, workers)
+            masks.write_masks(ms, ms_mask, threshold=masks.THRESHOLD.value, workers=workers)
+            n = prepare_subimages(ms, root / "HR_sub", CROP.value, STEP.value, THRESH.value, ms_mask, root / "mask_sub", workers)
+            print(f"wrote {n} sub-images to {root / 'HR_sub'} and their masks to {root / 'mask_sub'}")
+    except ValueError as e:  # an unreadable image, an empty folder, a mask of the wrong size: named
+        raise cli.UserError(str(e)) from e
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main)

@@ -47,17 +47,25 @@ def paired_random_crop(
     return hr_p, lr_p, m_p
 
 
-def dihedral(img: np.ndarray | None, hflip: bool, vflip: bool, transpose: bool) -> np.ndarray | None:
-    """One of the 8 flips/rotations by 90 degrees of (H, W, ...) arrays, as BasicSR's `augment`."""
-    if img is None:
-        return None
-    if hflip:
-        img = img[:, ::-1]
-    if vflip:
-        img = img[::-1]
-    if transpose:
+def dihedral(img: np.ndarray, transpose: bool, flip_h: bool, flip_w: bool, inverse: bool = False) -> np.ndarray:
+    """One of the 8 flips / rotations by 90 degrees of an (H, W, ...) array, or its inverse.
+
+    Forward: transpose H and W, then flip along H (flip_h) and W (flip_w); `inverse=True` undoes
+    the same (transpose, flip_h, flip_w): the flips first, then the transpose. The x8
+    self-ensemble maps an input forward and the network's output back with the inverse.
+
+    Returns:
+      a C-contiguous (H, W, ...) array, or (W, H, ...) when transposed.
+    """
+    if transpose and not inverse:
         img = np.swapaxes(img, 0, 1)
-    return img
+    if flip_h:
+        img = img[::-1]
+    if flip_w:
+        img = img[:, ::-1]
+    if transpose and inverse:
+        img = np.swapaxes(img, 0, 1)
+    return np.ascontiguousarray(img)
 
 
 def random_augment(
@@ -72,4 +80,5 @@ def random_augment(
     hflip = bool(use_hflip and draws[0])
     vflip = bool(use_rot and draws[1])
     transpose = bool(use_rot and draws[2])
-    return tuple(dihedral(a, hflip, vflip, transpose) for a in arrays)
+    # BasicSR's augment flips, then transposes: the inverse form of `dihedral`.
+    return tuple(None if a is None else dihedral(a, transpose, vflip, hflip, inverse=True) for a in arrays)

@@ -7,7 +7,7 @@ m = [|r| * 255 > threshold] and its blurred version s = B(m),
     usm(x) = s * clip(x + weight * r, 0, 1) + (1 - s) * x.
 
 Only visibly blurred structure gets sharpened; flat regions keep x. As in Real-ESRGAN, its
-second-order degradation starts from the sharpened HR (sslsr.data.degradations), and the training
+second-order degradation starts from the sharpened HR (sslsr.data.realesrgan), and the training
 step can take it as the L1 / perceptual target (`loss.pixel_gt_usm`, `loss.perceptual_gt_usm`);
 the discriminator and SSL see the plain HR.
 """

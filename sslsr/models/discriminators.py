@@ -7,28 +7,16 @@ Both modules start in training mode like PyTorch modules; switch with `.train()`
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sslsr.models.layers import upsample_bilinear
+from sslsr.models.layers import torch_uniform, upsample_bilinear
 from sslsr.models.spectral_norm import SpectralNormConv
 
 
-def _torch_uniform(fan_in: int):
-    """PyTorch's default Conv/Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as an nnx init."""
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
 def _conv(cin: int, cout: int, k: int, stride: int, pad: int, bias: bool, rngs: nnx.Rngs) -> nnx.Conv:
-    init = _torch_uniform(cin * k * k)
+    init = torch_uniform(cin * k * k)
     return nnx.Conv(
         cin,
         cout,
@@ -43,7 +31,7 @@ def _conv(cin: int, cout: int, k: int, stride: int, pad: int, bias: bool, rngs: 
 
 
 def _linear(cin: int, cout: int, rngs: nnx.Rngs) -> nnx.Linear:
-    init = _torch_uniform(cin)
+    init = torch_uniform(cin)
     return nnx.Linear(cin, cout, kernel_init=init, bias_init=init, rngs=rngs)
 
 

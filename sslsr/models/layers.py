@@ -14,6 +14,19 @@ import numpy as np
 from flax import nnx
 
 
+def torch_uniform(fan_in: int):
+    """PyTorch's default Conv/Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as an nnx initializer.
+
+    (kaiming-uniform with a=sqrt(5) for weights and the bias rule reduce to this same bound.)
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
 def torch_conv(
     in_ch: int,
     out_ch: int,
@@ -22,22 +35,15 @@ def torch_conv(
     rngs: nnx.Rngs,
     init_scale: float | None = None,
     use_bias: bool = True,
-    dtype: jnp.dtype | None = None,
 ) -> nnx.Conv:
     """Stride-1 'same' conv (PyTorch `Conv2d(in, out, k, 1, k // 2)`), HWIO kernel.
 
-    `init_scale=None` reproduces PyTorch's default init (kaiming-uniform with a=sqrt(5), uniform
-    bias); a float reproduces BasicSR's `default_init_weights(..., scale)` (kaiming-normal times
-    `scale`, zero bias), which keeps deep residual nets' activations small at init. `dtype` is the
-    computation dtype (e.g. bfloat16); parameters stay float32.
+    `init_scale=None` reproduces PyTorch's default init (`torch_uniform`); a float reproduces
+    BasicSR's `default_init_weights(..., scale)` (kaiming-normal times `scale`, zero bias), which
+    keeps deep residual nets' activations small at init.
     """
-    fan_in = in_ch * kernel_size * kernel_size
     if init_scale is None:
-        kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-        bound = 1.0 / math.sqrt(fan_in)
-
-        def bias_init(key, shape, dtype=jnp.float32):
-            return jax.random.uniform(key, shape, dtype, -bound, bound)
+        kernel_init = bias_init = torch_uniform(in_ch * kernel_size * kernel_size)
     else:
         kernel_init = nnx.initializers.variance_scaling(2.0 * init_scale**2, "fan_in", "normal")
         bias_init = nnx.initializers.zeros
@@ -50,7 +56,6 @@ def torch_conv(
         use_bias=use_bias,
         kernel_init=kernel_init,
         bias_init=bias_init,
-        dtype=dtype,
         rngs=rngs,
     )
 

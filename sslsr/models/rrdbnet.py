@@ -12,13 +12,13 @@ from sslsr.models.layers import leaky_relu, pixel_unshuffle, torch_conv, upsampl
 class ResidualDenseBlock(nnx.Module):
     """Five densely connected convs; `x + 0.2 * conv5(...)`. (B, H, W, num_feat) -> same."""
 
-    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32, *, dtype=None, rngs: nnx.Rngs):
+    def __init__(self, num_feat: int = 64, num_grow_ch: int = 32, *, rngs: nnx.Rngs):
         g = num_grow_ch
-        self.conv1 = torch_conv(num_feat, g, 3, init_scale=0.1, dtype=dtype, rngs=rngs)
-        self.conv2 = torch_conv(num_feat + g, g, 3, init_scale=0.1, dtype=dtype, rngs=rngs)
-        self.conv3 = torch_conv(num_feat + 2 * g, g, 3, init_scale=0.1, dtype=dtype, rngs=rngs)
-        self.conv4 = torch_conv(num_feat + 3 * g, g, 3, init_scale=0.1, dtype=dtype, rngs=rngs)
-        self.conv5 = torch_conv(num_feat + 4 * g, num_feat, 3, init_scale=0.1, dtype=dtype, rngs=rngs)
+        self.conv1 = torch_conv(num_feat, g, 3, init_scale=0.1, rngs=rngs)
+        self.conv2 = torch_conv(num_feat + g, g, 3, init_scale=0.1, rngs=rngs)
+        self.conv3 = torch_conv(num_feat + 2 * g, g, 3, init_scale=0.1, rngs=rngs)
+        self.conv4 = torch_conv(num_feat + 3 * g, g, 3, init_scale=0.1, rngs=rngs)
+        self.conv5 = torch_conv(num_feat + 4 * g, num_feat, 3, init_scale=0.1, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         # Channel order of the concatenations matches torch.cat((x, x1, ...), dim=1).
@@ -33,10 +33,10 @@ class ResidualDenseBlock(nnx.Module):
 class RRDB(nnx.Module):
     """Residual-in-residual dense block: three RDBs, `x + 0.2 * rdb3(rdb2(rdb1(x)))`."""
 
-    def __init__(self, num_feat: int, num_grow_ch: int = 32, *, dtype=None, rngs: nnx.Rngs):
-        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch, dtype=dtype, rngs=rngs)
-        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch, dtype=dtype, rngs=rngs)
-        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch, dtype=dtype, rngs=rngs)
+    def __init__(self, num_feat: int, num_grow_ch: int = 32, *, rngs: nnx.Rngs):
+        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch, rngs=rngs)
+        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch, rngs=rngs)
+        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
@@ -47,8 +47,6 @@ class RRDBNet(nnx.Module):
 
     The trunk always upsamples ×4 (two nearest ×2 + conv stages); `scale` 2 and 1 first
     pixel-unshuffle the input by 2 and 4 as BasicSR does, so H and W must be divisible by that.
-    `dtype` is the computation dtype (e.g. jnp.bfloat16; parameters stay float32), also the
-    output dtype.
     """
 
     def __init__(
@@ -59,7 +57,6 @@ class RRDBNet(nnx.Module):
         num_feat: int = 64,
         num_block: int = 23,
         num_grow_ch: int = 32,
-        dtype: jnp.dtype | None = None,
         *,
         rngs: nnx.Rngs,
     ):
@@ -69,13 +66,13 @@ class RRDBNet(nnx.Module):
         in_ch = num_in_ch * {4: 1, 2: 4, 1: 16}[scale]
         # conv_first/conv_body/conv_up*/conv_hr/conv_last keep PyTorch's default init in BasicSR;
         # only the dense blocks use the 0.1-scaled kaiming init.
-        self.conv_first = torch_conv(in_ch, num_feat, 3, dtype=dtype, rngs=rngs)
-        self.body = nnx.List([RRDB(num_feat, num_grow_ch, dtype=dtype, rngs=rngs) for _ in range(num_block)])
-        self.conv_body = torch_conv(num_feat, num_feat, 3, dtype=dtype, rngs=rngs)
-        self.conv_up1 = torch_conv(num_feat, num_feat, 3, dtype=dtype, rngs=rngs)
-        self.conv_up2 = torch_conv(num_feat, num_feat, 3, dtype=dtype, rngs=rngs)
-        self.conv_hr = torch_conv(num_feat, num_feat, 3, dtype=dtype, rngs=rngs)
-        self.conv_last = torch_conv(num_feat, num_out_ch, 3, dtype=dtype, rngs=rngs)
+        self.conv_first = torch_conv(in_ch, num_feat, 3, rngs=rngs)
+        self.body = nnx.List([RRDB(num_feat, num_grow_ch, rngs=rngs) for _ in range(num_block)])
+        self.conv_body = torch_conv(num_feat, num_feat, 3, rngs=rngs)
+        self.conv_up1 = torch_conv(num_feat, num_feat, 3, rngs=rngs)
+        self.conv_up2 = torch_conv(num_feat, num_feat, 3, rngs=rngs)
+        self.conv_hr = torch_conv(num_feat, num_feat, 3, rngs=rngs)
+        self.conv_last = torch_conv(num_feat, num_out_ch, 3, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.scale == 2:

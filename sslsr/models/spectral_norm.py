@@ -18,11 +18,12 @@ contract instead:
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from sslsr.models.layers import torch_uniform
 
 _EPS = 1e-12  # torch.nn.utils.spectral_norm default
 
@@ -62,10 +63,7 @@ class SpectralNormConv(nnx.Module):
         self.stride = stride
         self.padding = padding
         shape = (kernel_size, kernel_size, in_features, out_features)
-        bound = 1.0 / math.sqrt(in_features * kernel_size * kernel_size)
-        self.weight_orig = nnx.Param(
-            jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound)
-        )
+        self.weight_orig = nnx.Param(torch_uniform(in_features * kernel_size * kernel_size)(rngs.params(), shape))
         self.weight_u = nnx.BatchStat(
             _normalize(jax.random.normal(rngs.params(), (out_features,), jnp.float32))
         )

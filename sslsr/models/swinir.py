@@ -72,13 +72,13 @@ def window_reverse(windows, window_size: int, height: int, width: int):
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
 
 
-def _layer_norm(dim: int, rngs: nnx.Rngs, dtype=None) -> nnx.LayerNorm:
-    return nnx.LayerNorm(dim, epsilon=1e-5, use_fast_variance=False, dtype=dtype, rngs=rngs)
+def _layer_norm(dim: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    return nnx.LayerNorm(dim, epsilon=1e-5, use_fast_variance=False, rngs=rngs)
 
 
-def _linear(cin: int, cout: int, rngs: nnx.Rngs, dtype=None) -> nnx.Linear:
+def _linear(cin: int, cout: int, rngs: nnx.Rngs) -> nnx.Linear:
     # The official `_init_weights`: trunc_normal(std=0.02) weights, zero bias.
-    return nnx.Linear(cin, cout, kernel_init=nnx.initializers.truncated_normal(0.02), dtype=dtype, rngs=rngs)
+    return nnx.Linear(cin, cout, kernel_init=nnx.initializers.truncated_normal(0.02), rngs=rngs)
 
 
 class WindowAttention(nnx.Module):
@@ -87,13 +87,13 @@ class WindowAttention(nnx.Module):
     (B', N, C) tokens, optional (nW, N, N) additive mask with B' a multiple of nW -> (B', N, C).
     """
 
-    def __init__(self, dim: int, window_size: int, num_heads: int, *, dtype=None, rngs: nnx.Rngs):
+    def __init__(self, dim: int, window_size: int, num_heads: int, *, rngs: nnx.Rngs):
         self.dim, self.window_size, self.num_heads = dim, window_size, num_heads
         self.scale = (dim // num_heads) ** -0.5
         table = nnx.initializers.truncated_normal(0.02)(rngs.params(), ((2 * window_size - 1) ** 2, num_heads))
         self.relative_position_bias_table = nnx.Param(table)
-        self.qkv = _linear(dim, dim * 3, rngs, dtype)
-        self.proj = _linear(dim, dim, rngs, dtype)
+        self.qkv = _linear(dim, dim * 3, rngs)
+        self.proj = _linear(dim, dim, rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         bw, n, c = x.shape
@@ -116,9 +116,9 @@ class WindowAttention(nnx.Module):
 class Mlp(nnx.Module):
     """fc1 -> GELU (exact, like torch.nn.GELU) -> fc2; (..., C) -> (..., C)."""
 
-    def __init__(self, dim: int, hidden: int, *, dtype=None, rngs: nnx.Rngs):
-        self.fc1 = _linear(dim, hidden, rngs, dtype)
-        self.fc2 = _linear(hidden, dim, rngs, dtype)
+    def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
+        self.fc1 = _linear(dim, hidden, rngs)
+        self.fc2 = _linear(hidden, dim, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
@@ -142,17 +142,16 @@ class SwinTransformerBlock(nnx.Module):
         mlp_ratio: float,
         drop_path: float = 0.0,
         *,
-        dtype=None,
         rngs: nnx.Rngs,
     ):
         if min(input_resolution) <= window_size:
             shift_size, window_size = 0, min(input_resolution)
         self.input_resolution = tuple(input_resolution)
         self.window_size, self.shift_size = window_size, shift_size
-        self.norm1 = _layer_norm(dim, rngs, dtype)
-        self.attn = WindowAttention(dim, window_size, num_heads, dtype=dtype, rngs=rngs)
-        self.norm2 = _layer_norm(dim, rngs, dtype)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
+        self.norm1 = _layer_norm(dim, rngs)
+        self.attn = WindowAttention(dim, window_size, num_heads, rngs=rngs)
+        self.norm2 = _layer_norm(dim, rngs)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), rngs=rngs)
         # Stochastic depth: one keep/drop draw per sample, i.e. a dropout mask shared over H, W, C.
         self.drop_path = nnx.Dropout(drop_path, broadcast_dims=(1, 2, 3), rngs=rngs) if drop_path > 0 else None
 
@@ -178,17 +177,17 @@ class SwinTransformerBlock(nnx.Module):
         return x + self._drop_path(self.mlp(self.norm2(x)))
 
 
-def _conv_stack(dim: int, resi_connection: str, rngs: nnx.Rngs, dtype=None):
+def _conv_stack(dim: int, resi_connection: str, rngs: nnx.Rngs):
     """The conv closing each residual group: '1conv' = 3x3 conv; '3conv' = the official
     Sequential(conv3x3 dim->dim/4, LReLU, conv1x1, LReLU, conv3x3 ->dim), keys 0/2/4."""
     if resi_connection == "1conv":
-        return torch_conv(dim, dim, 3, dtype=dtype, rngs=rngs)
+        return torch_conv(dim, dim, 3, rngs=rngs)
     q = dim // 4
     return nnx.Dict(
         {
-            "0": torch_conv(dim, q, 3, dtype=dtype, rngs=rngs),
-            "2": torch_conv(q, q, 1, dtype=dtype, rngs=rngs),
-            "4": torch_conv(q, dim, 3, dtype=dtype, rngs=rngs),
+            "0": torch_conv(dim, q, 3, rngs=rngs),
+            "2": torch_conv(q, q, 1, rngs=rngs),
+            "4": torch_conv(q, dim, 3, rngs=rngs),
         }
     )
 
@@ -204,7 +203,7 @@ def _apply_conv_stack(stack, x: jax.Array) -> jax.Array:
 class BasicLayer(nnx.Module):
     """`depth` Swin blocks alternating plain and shifted windows (official `blocks.<i>`)."""
 
-    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio, drop_path, *, dtype, rngs):
+    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio, drop_path, *, rngs):
         self.blocks = nnx.List(
             [
                 SwinTransformerBlock(
@@ -215,8 +214,7 @@ class BasicLayer(nnx.Module):
                     0 if i % 2 == 0 else window_size // 2,
                     mlp_ratio,
                     drop_path[i],
-                    dtype=dtype,
-                    rngs=rngs,
+                                rngs=rngs,
                 )
                 for i in range(depth)
             ]
@@ -242,13 +240,12 @@ class RSTB(nnx.Module):
         resi_connection,
         drop_path,
         *,
-        dtype,
         rngs,
     ):
         self.residual_group = BasicLayer(
-            dim, input_resolution, depth, num_heads, window_size, mlp_ratio, drop_path, dtype=dtype, rngs=rngs
+            dim, input_resolution, depth, num_heads, window_size, mlp_ratio, drop_path, rngs=rngs
         )
-        self.conv = _conv_stack(dim, resi_connection, rngs, dtype)
+        self.conv = _conv_stack(dim, resi_connection, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return x + _apply_conv_stack(self.conv, self.residual_group(x))
@@ -257,8 +254,8 @@ class RSTB(nnx.Module):
 class PatchEmbed(nnx.Module):
     """patch_size 1: only the LayerNorm over channels (official `patch_embed.norm`)."""
 
-    def __init__(self, dim: int, *, dtype=None, rngs: nnx.Rngs):
-        self.norm = _layer_norm(dim, rngs, dtype)
+    def __init__(self, dim: int, *, rngs: nnx.Rngs):
+        self.norm = _layer_norm(dim, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.norm(x)
@@ -283,8 +280,6 @@ class SwinIR(nnx.Module):
         model); 'flip' always adds (h // ws + 1) * ws - h rows (and likewise columns) mirrored
         with the edge repeated, like the SSL paper's fork (64 -> 72). The output is cropped back
         to H*upscale x W*upscale either way.
-      dtype: computation dtype (e.g. jnp.bfloat16; parameters stay float32, softmax runs in
-        float32).
     """
 
     def __init__(
@@ -302,7 +297,6 @@ class SwinIR(nnx.Module):
         resi_connection: str = "1conv",
         drop_path_rate: float = 0.0,
         pad_mode: str = "reflect",
-        dtype: jnp.dtype | None = None,
         *,
         rngs: nnx.Rngs,
     ):
@@ -324,8 +318,8 @@ class SwinIR(nnx.Module):
         num_feat = 64
         res = (img_size, img_size)
 
-        self.conv_first = torch_conv(in_chans, embed_dim, 3, dtype=dtype, rngs=rngs)
-        self.patch_embed = PatchEmbed(embed_dim, dtype=dtype, rngs=rngs)
+        self.conv_first = torch_conv(in_chans, embed_dim, 3, rngs=rngs)
+        self.patch_embed = PatchEmbed(embed_dim, rngs=rngs)
         dpr = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
         starts = np.cumsum((0, *depths)).tolist()
         self.layers = nnx.List(
@@ -339,35 +333,34 @@ class SwinIR(nnx.Module):
                     mlp_ratio,
                     resi_connection,
                     dpr[s : s + d],
-                    dtype=dtype,
-                    rngs=rngs,
+                                rngs=rngs,
                 )
                 for d, h, s in zip(depths, num_heads, starts, strict=False)
             ]
         )
-        self.norm = _layer_norm(embed_dim, rngs, dtype)
-        self.conv_after_body = _conv_stack(embed_dim, resi_connection, rngs, dtype)
+        self.norm = _layer_norm(embed_dim, rngs)
+        self.conv_after_body = _conv_stack(embed_dim, resi_connection, rngs)
         if upsampler == "pixelshuffle":
-            self.conv_before_upsample = nnx.List([torch_conv(embed_dim, num_feat, 3, dtype=dtype, rngs=rngs)])
+            self.conv_before_upsample = nnx.List([torch_conv(embed_dim, num_feat, 3, rngs=rngs)])
             if upscale == 3:
-                self.upsample = nnx.Dict({"0": torch_conv(num_feat, 9 * num_feat, 3, dtype=dtype, rngs=rngs)})
+                self.upsample = nnx.Dict({"0": torch_conv(num_feat, 9 * num_feat, 3, rngs=rngs)})
             else:
                 # Official Upsample is Sequential(conv, PixelShuffle(2), conv, ...): convs at even keys.
                 steps = int(math.log2(upscale))
                 self.upsample = nnx.Dict(
-                    {str(2 * i): torch_conv(num_feat, 4 * num_feat, 3, dtype=dtype, rngs=rngs) for i in range(steps)}
+                    {str(2 * i): torch_conv(num_feat, 4 * num_feat, 3, rngs=rngs) for i in range(steps)}
                 )
-            self.conv_last = torch_conv(num_feat, in_chans, 3, dtype=dtype, rngs=rngs)
+            self.conv_last = torch_conv(num_feat, in_chans, 3, rngs=rngs)
         elif upsampler == "pixelshuffledirect":
             self.upsample = nnx.Dict(
-                {"0": torch_conv(embed_dim, upscale * upscale * in_chans, 3, dtype=dtype, rngs=rngs)}
+                {"0": torch_conv(embed_dim, upscale * upscale * in_chans, 3, rngs=rngs)}
             )
         else:
-            self.conv_before_upsample = nnx.List([torch_conv(embed_dim, num_feat, 3, dtype=dtype, rngs=rngs)])
-            self.conv_up1 = torch_conv(num_feat, num_feat, 3, dtype=dtype, rngs=rngs)
-            self.conv_up2 = torch_conv(num_feat, num_feat, 3, dtype=dtype, rngs=rngs)
-            self.conv_hr = torch_conv(num_feat, num_feat, 3, dtype=dtype, rngs=rngs)
-            self.conv_last = torch_conv(num_feat, in_chans, 3, dtype=dtype, rngs=rngs)
+            self.conv_before_upsample = nnx.List([torch_conv(embed_dim, num_feat, 3, rngs=rngs)])
+            self.conv_up1 = torch_conv(num_feat, num_feat, 3, rngs=rngs)
+            self.conv_up2 = torch_conv(num_feat, num_feat, 3, rngs=rngs)
+            self.conv_hr = torch_conv(num_feat, num_feat, 3, rngs=rngs)
+            self.conv_last = torch_conv(num_feat, in_chans, 3, rngs=rngs)
 
     def _pad(self, x: jax.Array) -> jax.Array:
         _, h, w, _ = x.shape

@@ -1,13 +1,14 @@
-"""Training: the jitted GAN(+SSL) step, the loop, checkpoints and multi-device data parallelism.
+"""Training: a generic loop (`loop`) hosting training recipes (`recipes`, the GAN recipe first).
 
 Public API:
 - `train_and_evaluate(config, workdir)`: run or resume a training run (see `configs/`).
-- `restore_generator(workdir_or_checkpoint)`: the (EMA, when kept) generator of a workdir.
+- `restore_generator(workdir_or_checkpoint)`: the (EMA, when kept) generator of a workdir
+  (`sslsr.weights.checkpoints.restore_generator`).
 - `ConfigError`, `NonFiniteLossError`.
 """
 
-from sslsr.train.checkpoint import restore_generator
 from sslsr.train.config import ConfigError
-from sslsr.train.trainer import NonFiniteLossError, train_and_evaluate
+from sslsr.train.loop import NonFiniteLossError, train_and_evaluate
+from sslsr.weights.checkpoints import restore_generator
 
 __all__ = ["ConfigError", "NonFiniteLossError", "restore_generator", "train_and_evaluate"]

@@ -1,43 +1,46 @@
 """The training configuration schema (`base_config`), the demo overrides and the pre-compile check.
 
 Every config file in `configs/` starts from `base_config()` (ESRGAN-SSL settings) and changes what
-differs, so one schema is documented in one place. `validate` runs before any model is built or
-compiled and raises `ConfigError` naming the offending field.
+differs, so one schema is documented in one place; its `get_config(arg)` reads variants such as
+'demo' or 'demo,stride3' with `variants`. Derived values are not fields: the upscaling factor is
+the generator's (`scale(config)`). `validate` runs before any model is built or compiled and raises
+`ConfigError` naming the offending field; the recipe (`config.recipe`) checks its own fields.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import ml_collections
 
-GENERATORS = ("RRDBNet", "MSRResNet", "SwinIR")
-DISCRIMINATORS = ("VGGStyleDiscriminator", "UNetDiscriminatorSN", "")
-GAN_TYPES = ("ragan", "vanilla")
-# BasicSR/torchvision layer names: convI_J is the J-th conv of block I, taken before its ReLU.
-VGG_LAYERS = {
-    "vgg16": ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
-              "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"),
-    "vgg19": ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
-              "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1", "conv5_2", "conv5_3", "conv5_4"),
-}
+from sslsr.errors import UserError
 
+DEGRADATIONS = ("bicubic", "realesrgan", "realesrgan_ssl", "bsrgan")
+# VGG19 layers without a VGG16 counterpart -> the last conv of the same block in VGG16.
 VGG19_TO_VGG16 = {"conv3_4": "conv3_3", "conv4_4": "conv4_3", "conv5_4": "conv5_3"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration field has an invalid value; the message starts with the field name."""
+
+
+def error(field: str, msg: str) -> ConfigError:
+    """`ConfigError('config.<field>: <msg>')`: the one format every check uses."""
+    return ConfigError(f"config.{field}: {msg}")
 
 
 def base_config() -> ml_collections.ConfigDict:
     """ESRGAN-SSL (the paper's main run) with every field the trainer reads."""
     c = ml_collections.ConfigDict()
+    # The training method: a name of `sslsr.train.recipes.RECIPES`.
+    c.recipe = "gan"
     c.seed = 0
-    c.scale = 4
 
     c.generator = ml_collections.ConfigDict()
     c.generator.arch = "RRDBNet"
-    # Constructor keywords of `sslsr.models.<arch>` (BasicSR names).
+    # Constructor keywords of the architecture (BasicSR names); its scale keyword is the run's
+    # upscaling factor (`scale(config)`).
     c.generator.kwargs = ml_collections.ConfigDict(
         dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32))
     # Generator initialisation: '' (random), a training workdir / checkpoint step directory of
@@ -115,6 +118,30 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+def variants(arg: str | None, known: Iterable[str], source: str) -> set[str]:
+    """The comma-separated variants of `--config <file>:<arg>` (e.g. 'demo,stride3').
+
+    Raises ConfigError naming `source` (the config file) and the unknown variant.
+    """
+    known = tuple(known)
+    chosen = {v.strip() for v in (arg or "").split(",") if v.strip()}
+    unknown = sorted(chosen - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown variant {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(known) or 'none'}")
+    return chosen
+
+
+def scale(c: ml_collections.ConfigDict) -> int:
+    """The run's upscaling factor: the one the generator's constructor keywords give."""
+    from sslsr.models import registry
+
+    value = registry.architecture(c.generator.arch).scale(dict(c.generator.kwargs))
+    if value is None:
+        raise error("generator.kwargs", f"{c.generator.arch} declares no upscaling factor")
+    return value
+
+
 def demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks a config to a few minutes on 2 CPU cores; keeps the loss recipe of the full run."""
     c.data.train = "demo"
@@ -151,124 +178,74 @@ def demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-def _err(field: str, msg: str) -> ConfigError:
-    return ConfigError(f"config.{field}: {msg}")
-
-
 def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
-    """Raises ConfigError (naming the field) for values that would fail later or train wrongly."""
-    if c.scale not in (2, 3, 4):
-        raise _err("scale", f"must be 2, 3 or 4, got {c.scale}")
-    if c.generator.arch not in GENERATORS:
-        raise _err("generator.arch", f"must be one of {GENERATORS}, got {c.generator.arch!r}")
-    kw = c.generator.kwargs
-    g_scale = kw.get("scale", kw.get("upscale", c.scale))
-    if g_scale != c.scale:
-        raise _err("generator.kwargs", f"generator scale {g_scale} differs from config.scale={c.scale}")
+    """Raises ConfigError (naming the field) for values that would fail later or train wrongly.
+
+    Checks the fields every recipe reads (generator, data, train, log), then the recipe's own.
+    """
+    from sslsr.models import registry
+    from sslsr.train import recipes
+
+    if c.recipe not in recipes.RECIPES:
+        raise error("recipe", f"must be one of {tuple(recipes.RECIPES)}, got {c.recipe!r}")
+    generators = registry.names(registry.GENERATOR)
+    if c.generator.arch not in generators:
+        raise error("generator.arch", f"must be one of {generators}, got {c.generator.arch!r}")
+    s = scale(c)
+    if s not in (2, 3, 4):
+        raise error("generator.kwargs", f"the generator's scale must be 2, 3 or 4, got {s}")
     if c.generator.init_from and not os.path.exists(os.path.expanduser(c.generator.init_from)):
-        raise _err("generator.init_from", f"{c.generator.init_from!r} does not exist")
+        raise error("generator.init_from", f"{c.generator.init_from!r} does not exist")
     if c.generator.init_key not in ("params", "params_ema"):
-        raise _err("generator.init_key", f"must be 'params' or 'params_ema', got {c.generator.init_key!r}")
-    if c.discriminator.arch not in DISCRIMINATORS:
-        raise _err("discriminator.arch", f"must be one of {DISCRIMINATORS}, got {c.discriminator.arch!r}")
+        raise error("generator.init_key", f"must be 'params' or 'params_ema', got {c.generator.init_key!r}")
 
     p = c.data.hr_patch
-    if p % c.scale:
-        raise _err("data.hr_patch", f"{p} is not a multiple of scale {c.scale}")
-    if c.discriminator.arch == "VGGStyleDiscriminator" and c.discriminator.kwargs.input_size != p:
-        raise _err("discriminator.kwargs.input_size",
-                   f"{c.discriminator.kwargs.input_size} must equal data.hr_patch={p}")
-    if c.discriminator.arch == "UNetDiscriminatorSN" and p % 8:
-        raise _err("data.hr_patch", f"UNetDiscriminatorSN needs a multiple of 8, got {p}")
-    degradations = ("bicubic", "realesrgan", "realesrgan_ssl", "bsrgan")
-    if c.data.degradation not in degradations:
-        raise _err("data.degradation", f"must be one of {degradations}, got {c.data.degradation!r}")
+    if p % s:
+        raise error("data.hr_patch", f"{p} is not a multiple of scale {s}")
+    if c.data.degradation not in DEGRADATIONS:
+        raise error("data.degradation", f"must be one of {DEGRADATIONS}, got {c.data.degradation!r}")
     if c.data.train_lr and c.data.degradation != "bicubic":
-        raise _err("data.train_lr", "a stored LR set only goes with data.degradation='bicubic'")
+        raise error("data.train_lr", "a stored LR set only goes with data.degradation='bicubic'")
     for field in ("train", "val", "train_lr"):
         path = c.data[field]
         if path and (path != "demo" or field == "train_lr") and not os.path.isdir(os.path.expanduser(path)):
-            raise _err(f"data.{field}", f"{path!r} is neither 'demo' nor an existing folder")
+            raise error(f"data.{field}", f"{path!r} is neither 'demo' nor an existing folder")
     if not c.data.train:
-        raise _err("data.train", "is empty")
+        raise error("data.train", "is empty")
+    if not c.data.edge_threshold >= 0:
+        raise error("data.edge_threshold", f"must be >= 0, got {c.data.edge_threshold}")
+    if c.data.degradation in ("realesrgan", "realesrgan_ssl") and p <= 25:
+        raise error("data.hr_patch", f"{p} too small for the USM sharpening of data.degradation="
+                    f"{c.data.degradation!r} (needs > 25)")
 
     t = c.train
     if t.batch_size <= 0 or t.batch_size % num_devices:
-        raise _err("train.batch_size", f"{t.batch_size} must be a positive multiple of the {num_devices} devices")
+        raise error("train.batch_size", f"{t.batch_size} must be a positive multiple of the {num_devices} devices")
     if t.total_steps <= t.pretrain_steps:
-        raise _err("train.total_steps", f"{t.total_steps} must exceed train.pretrain_steps={t.pretrain_steps}")
+        raise error("train.total_steps", f"{t.total_steps} must exceed train.pretrain_steps={t.pretrain_steps}")
     if t.pretrain_steps < 0:
-        raise _err("train.pretrain_steps", "must be >= 0")
+        raise error("train.pretrain_steps", "must be >= 0")
     for field in ("lr_g", "lr_d", "pretrain_lr"):
         if not t[field] > 0:
-            raise _err(f"train.{field}", f"must be > 0, got {t[field]}")
+            raise error(f"train.{field}", f"must be > 0, got {t[field]}")
     if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
-        raise _err("train.betas", f"must be two numbers in [0, 1), got {t.betas}")
+        raise error("train.betas", f"must be two numbers in [0, 1), got {t.betas}")
     if t.schedule == "multistep":
         if list(t.milestones) != sorted(t.milestones) or any(m <= 0 for m in t.milestones):
-            raise _err("train.milestones", f"must be increasing positive steps, got {t.milestones}")
+            raise error("train.milestones", f"must be increasing positive steps, got {t.milestones}")
     elif t.schedule == "cosine_restart":
         if not t.restart_periods or any(q <= 0 for q in t.restart_periods):
-            raise _err("train.restart_periods", f"must be positive periods, got {t.restart_periods}")
+            raise error("train.restart_periods", f"must be positive periods, got {t.restart_periods}")
     else:
-        raise _err("train.schedule", f"must be 'multistep' or 'cosine_restart', got {t.schedule!r}")
+        raise error("train.schedule", f"must be 'multistep' or 'cosine_restart', got {t.schedule!r}")
     if not 0 < t.gamma <= 1:
-        raise _err("train.gamma", f"must be in (0, 1], got {t.gamma}")
+        raise error("train.gamma", f"must be in (0, 1], got {t.gamma}")
     if not 0 <= t.ema_decay < 1:
-        raise _err("train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
+        raise error("train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
     if t.compute_dtype not in ("float32", "bfloat16"):
-        raise _err("train.compute_dtype", f"must be 'float32' or 'bfloat16', got {t.compute_dtype!r}")
-
-    lo = c.loss
-    for field in ("pixel_weight", "perceptual_weight", "gan_weight", "ssl_weight", "tc_weight", "lpips_weight"):
-        if not lo[field] >= 0:
-            raise _err(f"loss.{field}", f"must be >= 0, got {lo[field]}")
-    if lo.gan_weight > 0 and not c.discriminator.arch:
-        raise _err("loss.gan_weight", "is > 0 but discriminator.arch is '' (no discriminator)")
-    if lo.gan_type not in GAN_TYPES:
-        raise _err("loss.gan_type", f"must be one of {GAN_TYPES}, got {lo.gan_type!r}")
-    if lo.perceptual_weight > 0:
-        if lo.perceptual_arch not in VGG_LAYERS:
-            raise _err("loss.perceptual_arch", f"must be 'vgg16' or 'vgg19', got {lo.perceptual_arch!r}")
-        layers = dict(lo.perceptual_layers)
-        if not layers:
-            raise _err("loss.perceptual_layers", "is empty while loss.perceptual_weight > 0")
-        for name in layers:
-            if name not in VGG_LAYERS[lo.perceptual_arch]:
-                raise _err("loss.perceptual_layers", f"{name!r} is not a {lo.perceptual_arch} layer")
-        if lo.perceptual_arch == "vgg19":
-            if not lo.perceptual_weights:
-                raise _err("loss.perceptual_weights",
-                           "VGG19 needs ImageNet weights (a torchvision vgg19 .pth); none are bundled "
-                           "(use the :demo variant or perceptual_arch='vgg16')")
-            if not os.path.isfile(os.path.expanduser(lo.perceptual_weights)):
-                raise _err("loss.perceptual_weights", f"{lo.perceptual_weights!r} is not a file")
-    if lo.ssl_weight > 0:
-        if lo.ssl_search % 2 == 0 or lo.ssl_window % 2 == 0 or lo.ssl_window > lo.ssl_search:
-            raise _err("loss.ssl_search", f"search ({lo.ssl_search}) and window ({lo.ssl_window}) "
-                       "must be odd with window <= search")
-        if p <= lo.ssl_search // 2:
-            raise _err("data.hr_patch", f"{p} too small for reflect padding by ssl_search//2={lo.ssl_search // 2}")
-        if lo.ssl_h <= 0:
-            raise _err("loss.ssl_h", f"must be > 0, got {lo.ssl_h}")
-        if lo.ssl_mask_stride < 1:
-            raise _err("loss.ssl_mask_stride", f"must be >= 1, got {lo.ssl_mask_stride}")
-    if lo.tc_weight > 0:
-        size = p // c.scale
-        crop = int(round(lo.tc_crop * size))
-        if not size / 2 < crop < size:
-            raise _err("loss.tc_crop", f"{lo.tc_crop} of the {size}px LR patch gives a {crop}px crop; "
-                       "crops must overlap (more than half) and be smaller than the patch")
-        if lo.tc_start < 0:
-            raise _err("loss.tc_start", "must be >= 0")
-    if c.data.degradation in ("realesrgan", "realesrgan_ssl") and p <= 25:
-        raise _err("data.hr_patch", f"{p} too small for the USM sharpening of data.degradation="
-                   f"{c.data.degradation!r} (needs > 25)")
-    if (lo.pixel_gt_usm or lo.perceptual_gt_usm) and p <= 25:
-        raise _err("data.hr_patch", f"{p} too small for the 51-tap USM blur of loss.*_gt_usm (needs > 25)")
-    if lo.lpips_weight > 0 and lo.lpips_net not in ("vgg", "alex"):
-        raise _err("loss.lpips_net", f"must be 'vgg' or 'alex', got {lo.lpips_net!r}")
+        raise error("train.compute_dtype", f"must be 'float32' or 'bfloat16', got {t.compute_dtype!r}")
 
     for field in ("every", "val_every", "ckpt_every", "keep"):
         if c.log[field] <= 0:
-            raise _err(f"log.{field}", f"must be > 0, got {c.log[field]}")
+            raise error(f"log.{field}", f"must be > 0, got {c.log[field]}")
+    recipes.RECIPES[c.recipe].validate(c)

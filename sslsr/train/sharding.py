@@ -78,8 +78,9 @@ def barrier(name: str, timeout_s: int = 1800) -> None:
     still building models), while the coordination service's barrier waits as long as asked."""
     if jax.process_count() == 1:
         return
-    from jax._src import distributed  # the public API has no barrier with a timeout
     from jax.experimental import multihost_utils
 
-    distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
+    from sslsr import jax_private
+
+    jax_private.wait_at_barrier(name, timeout_s)
     multihost_utils.sync_global_devices(name)

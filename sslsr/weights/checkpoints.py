@@ -22,6 +22,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from sslsr.models import registry
+
 CONFIG_FILE = "config.json"
 CKPT_DIR = "checkpoints"
 
@@ -124,10 +126,8 @@ def _abstract(flat: dict, sharding) -> dict:
 
 
 def build_generator(config: ml_collections.ConfigDict, seed: int = 0) -> nnx.Module:
-    from sslsr import models
-
-    cls = getattr(models, config.generator.arch)
-    return cls(**dict(config.generator.kwargs), rngs=nnx.Rngs(seed))
+    """The generator `config.generator` describes (arch + kwargs), freshly initialised."""
+    return registry.build(config.generator.arch, rngs=nnx.Rngs(seed), **dict(config.generator.kwargs))
 
 
 def _resolve(path: str) -> tuple[pathlib.Path, int | None]:

