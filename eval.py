@@ -5,8 +5,10 @@
   python eval.py --checkpoint RealESRGAN_x4plus.pth --arch RRDBNet --arch_kwargs num_block=23 \
       --datasets Set5 --data_root ../shared/data --scale 4 --out /tmp/eval --tile 128
 
-Writes results.md (paper-style table with a bicubic row), results.csv, results.json, the SR images
-and comparisons/ crops into --out. See `sslsr.evaluate`. The model flags (--checkpoint, --arch,
+Writes results.md (paper-style table with a bicubic row), results.csv, results.json, the SR images,
+comparisons/ crops, labelled figures/ and report.html (table + figures + SR images, opens offline)
+into --out; --compare_with adds models evaluated earlier (their --out folders) to report.html, the
+figures and the printed table. See `sslsr.evaluate`. The model flags (--checkpoint, --arch,
 --arch_kwargs, --scale, --tile, --tile_overlap, --self_ensemble, --dtype) are those of
 `python -m sslsr.upscale`.
 """
@@ -30,6 +32,7 @@ flags.DEFINE_integer("hr_mod", None, "Mod-crop of HR when LR is made from HR (de
 flags.DEFINE_bool("save_images", True, "Write the SR images.")
 flags.DEFINE_integer("num_comparisons", 2, "Comparison crops per dataset for the largest gains (and losses).")
 flags.DEFINE_string("name", None, "Method name in the tables (default: the checkpoint's name).")
+flags.DEFINE_list("compare_with", [], "--out folders of earlier evaluations (same datasets) shown beside this model.")
 
 
 def main(argv):
@@ -39,7 +42,23 @@ def main(argv):
     if not FLAGS.out:
         raise UserError("--out: the output folder is required")
     from sslsr import evaluate
+    from sslsr.data.datasets import check_output_dir
+    from sslsr.evaluate.datasets import dataset_source
+    from sslsr.evaluate.scoring import METRICS
 
+    # Cheap checks before the model is loaded and compiled.
+    unknown = [m for m in FLAGS.metrics if m not in METRICS]
+    if unknown:
+        raise UserError(f"--metrics: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(METRICS)}")
+    for name in FLAGS.datasets:
+        source = dataset_source(name, FLAGS.data_root)
+        if source.root != "demo":  # never write the SR images into a dataset
+            for inputs in (source.root / "HR", source.root / "LR_bicubic"):
+                check_output_dir(inputs, FLAGS.out, "reports and SR images")
+
+    from sslsr.evaluate import figures
+
+    others = [figures.load_run(f) for f in FLAGS.compare_with]
     upscaler = upscale.load_upscaler()
     results = evaluate.evaluate(
         upscaler,
@@ -54,8 +73,12 @@ def main(argv):
         save_images=FLAGS.save_images,
         num_comparisons=FLAGS.num_comparisons,
         model_name=FLAGS.name or pathlib.Path(upscale.CHECKPOINT.value).stem,
+        compare_with=FLAGS.compare_with,
     )
-    print(evaluate.results_table(results))
+    if others:
+        print(figures.markdown_table([*others, figures.Run(pathlib.Path(FLAGS.out), results)]))
+    else:
+        print(evaluate.results_table(results))
     print(f"Reports written to {FLAGS.out}")
 
 

@@ -1,15 +1,18 @@
-"""SSL fwd+bwd speed and peak memory: dense JAX ``ssl_loss`` vs the paper-style PyTorch unfold path.
+"""SSL fwd+bwd speed and peak memory: JAX ``ssl_loss`` vs the paper-style PyTorch unfold path.
 
 Every measurement runs in its own child process so that its peak RSS (``ru_maxrss``) is its own.
-Cases:
-  * 4 x 128^2 real photo crops with their real edge masks: JAX vs PyTorch (2 threads), time and
-    peak-memory ratios measured in the same run; the JAX case again pinned to one core (its CPU
-    time there is the single-core cost, the least load-dependent number on a shared machine);
-  * 64 x 128^2 (the paper's training batch): JAX time and peak RSS;
-  * 4 x 128^2 with random masks of 5% / 15% / 30% density: JAX time vs edge density.
+CPU (default):
+  * the machine: CPU model, cores, and its measured float32 peak (a 4096^2 matmul, same run);
+  * 2 and 4 x 128^2 real photo crops with their real edge masks: ``ssl_loss`` fwd+bwd vs the
+    PyTorch unfold path (all cores), the time ratio and the achieved GFLOP/s (``flops`` below);
+    the 4-crop unfold baseline peaks near 19 GB and runs only when 21 GB are available;
+  * 64 x 128^2 (the paper's training batch): time, GFLOP/s and peak RSS.
+GPU (``--device gpu``): the "fused" implementation, fwd+bwd time and peak device memory for
+4 and 64 x 128^2.
 
 Usage:
-  .venv/bin/python benchmarks/ssl_speed.py [--skip-torch] [--markdown benchmarks/results/ssl.md]
+  .venv/bin/python benchmarks/ssl_speed.py [--skip-torch] [--skip-64] [--markdown FILE]
+  .venv/bin/python benchmarks/ssl_speed.py --device gpu
 """
 
 import argparse
@@ -74,15 +77,43 @@ def _timed(fn, repeats):
     return walls, cpus
 
 
-def worker_jax(batch: int, densities, repeats: int) -> dict:
+def flops(batch: int, channels: int = 3, search: int = 25, window: int = 9) -> float:
+    """Useful FLOPs of one fwd+bwd of the dense formulation (strip halos not counted).
+
+    Per pixel and offset: each of the three distance pipelines (SR forward, HR forward, the SR
+    adjoint) costs 3C (difference, square, channel sum) + 2K (x-box) + 2K (y-box), and the loss
+    entries ~10 (exp, normalisation, KL, L1 and their adjoint; exp counted as one flop):
+    f = 3 (3C + 4K) + 10 = 145 for C = 3, K = 9.
+    """
+    per_entry = 3 * (3 * channels + 4 * window) + 10
+    return batch * CROP * CROP * search * search * per_entry
+
+
+def worker_peak() -> dict:
+    """Float32 GFLOP/s of a 4096^2 matmul on this machine (the measured peak)."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 4096
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(mm(a))
+    walls, _ = _timed(lambda: jax.block_until_ready(mm(a)), 5)
+    return dict(gflops=2 * n**3 / min(walls) / 1e9)
+
+
+def worker_jax(batch: int, repeats: int, device: str) -> dict:
     import jax
 
     sys.path.insert(0, REPO)
     from sslsr.losses import ssl_loss
 
     sr, hr, mask = real_batch(batch)
+    impl = "fused" if device == "gpu" else "scan"
+    dev = jax.devices(device)[0]
+    sr, hr, mask = (jax.device_put(x, dev) for x in (sr, hr, mask))
     base_rss = _rss_mb()
-    step = jax.jit(jax.value_and_grad(ssl_loss))
+    step = jax.jit(jax.value_and_grad(lambda s, h, m: ssl_loss(s, h, m, impl=impl)))
     t0 = time.perf_counter()
     value, grad = step(sr, hr, mask)
     jax.block_until_ready(grad)
@@ -95,14 +126,11 @@ def worker_jax(batch: int, densities, repeats: int) -> dict:
         wall_s=walls,
         cpu_s=cpus,
         rss_before_mb=base_rss,
+        peak_rss_mb=_rss_mb(),
     )
-    rng = np.random.default_rng(0)
-    out["density"] = {}
-    for density in densities:
-        rand_mask = (rng.random(mask.shape) < density).astype(np.float32)
-        w, c = _timed(lambda: jax.block_until_ready(step(sr, hr, rand_mask)), repeats)
-        out["density"][str(density)] = dict(edges=int(rand_mask.sum()), wall_s=w, cpu_s=c)
-    out["peak_rss_mb"] = _rss_mb()
+    stats = dev.memory_stats() if device == "gpu" else None
+    if stats:
+        out["device_peak_mb"] = stats.get("peak_bytes_in_use", 0) / 2**20
     return out
 
 
@@ -112,23 +140,18 @@ def worker_torch(batch: int) -> dict:
     sys.path.insert(0, REPO)
     from tests.torch_refs.ssl import ssl_loss
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(os.cpu_count())
     sr, hr, mask = real_batch(batch)
     base_rss = _rss_mb()
     sr_t = torch.tensor(sr.transpose(0, 3, 1, 2), requires_grad=True)
     hr_t = torch.tensor(hr.transpose(0, 3, 1, 2))
     mask_t = torch.tensor(mask)
 
-    def run():
-        sr_t.grad = None
-        loss = ssl_loss(sr_t, hr_t, mask_t)
-        loss.backward()
-        return float(loss.detach())
-
     wall, cpu = time.perf_counter(), time.process_time()
-    value = run()
+    loss = ssl_loss(sr_t, hr_t, mask_t)
+    loss.backward()
     return dict(
-        loss=value,
+        loss=float(loss.detach()),
         edges=int(mask.sum()),
         wall_s=[time.perf_counter() - wall],
         cpu_s=[time.process_time() - cpu],
@@ -149,101 +172,118 @@ def child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def available_gb() -> float:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+TORCH4_NEEDS_GB = 21.0  # the 4-crop unfold path peaks near 19 GB
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
-    parser.add_argument("--skip-torch", action="store_true", help="skip the ~50 s, ~10 GB baseline")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--skip-torch", action="store_true", help="skip the PyTorch baseline")
     parser.add_argument("--skip-64", action="store_true", help="skip the 64 x 128^2 batch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown", help="also write the results as a markdown section here")
     args = parser.parse_args()
 
     if args.worker:
-        kind, batch = args.worker[0], int(args.worker[1])
-        if kind == "jax1":  # pinned to one core: a load-independent single-core cost
-            if hasattr(os, "sched_setaffinity"):  # Linux only; elsewhere it runs unpinned
-                os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-            kind = "jax"
-        if kind == "jax":
-            densities = [float(d) for d in args.worker[3:]]
-            result = worker_jax(batch, densities, int(args.worker[2]))
+        kind = args.worker[0]
+        if kind == "peak":
+            result = worker_peak()
+        elif kind == "jax":
+            result = worker_jax(int(args.worker[1]), int(args.worker[2]), args.worker[3])
         else:
-            result = worker_torch(batch)
+            result = worker_torch(int(args.worker[1]))
         print(json.dumps(result))
         return
 
-    load_before = os.getloadavg()
     lines = []
 
     def emit(line=""):
         print(line, flush=True)
         lines.append(line)
 
-    jax4 = child(["jax", "4", str(args.repeats), "0.05", "0.15", "0.30"])
-    jax4_pinned = child(["jax1", "4", str(args.repeats)])
-    torch4 = None if args.skip_torch else child(["torch", "4"])
-    jax64 = None if args.skip_64 else child(["jax", "64", "1"])
-    load_after = os.getloadavg()
-
-    best = min(jax4["wall_s"])
-    emit("## SSL loss: dense JAX vs paper-style PyTorch unfold path (fwd+bwd, float32, CPU)")
-    emit()
-    emit(f"Command: `.venv/bin/python benchmarks/ssl_speed.py{' --skip-torch' if args.skip_torch else ''}`")
-    emit(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, shared "
-        f"(load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; wall times on a "
-        "loaded machine are inflated, the process CPU time is shown alongside)."
-    )
-    emit()
-    emit("| case | edge px | fwd+bwd wall (best) | CPU time | compile | peak RSS |")
-    emit("|---|---|---|---|---|---|")
-    emit(
-        f"| JAX `ssl_loss`, 4x128² real crops | {jax4['edges']} | {best:.3f} s | "
-        f"{min(jax4['cpu_s']):.2f} s | {jax4['compile_s']:.1f} s | {jax4['peak_rss_mb']:.0f} MB |"
-    )
-    emit(
-        f"| same, pinned to one core | {jax4_pinned['edges']} | {min(jax4_pinned['wall_s']):.3f} s | "
-        f"{min(jax4_pinned['cpu_s']):.2f} s | {jax4_pinned['compile_s']:.1f} s | "
-        f"{jax4_pinned['peak_rss_mb']:.0f} MB |"
-    )
-    if torch4:
+    if args.device == "gpu":
+        emit("## SSL loss on GPU (`impl=\"fused\"`, fwd+bwd, float32)")
+        emit()
+        emit("| batch | edge px | fwd+bwd (best) | compile | peak device memory |")
+        emit("|---|---|---|---|---|")
+        for batch in (4, 64):
+            try:
+                r = child(["jax", str(batch), str(args.repeats), "gpu"])
+            except RuntimeError as err:  # no GPU (or no CUDA jaxlib) on this machine
+                emit(f"| {batch}x128² | not run: {str(err).strip().splitlines()[-1][:120]} | | | |")
+                continue
+            emit(
+                f"| {batch}x128² | {r['edges']} | {min(r['wall_s']) * 1e3:.1f} ms | "
+                f"{r['compile_s']:.1f} s | {r.get('device_peak_mb', float('nan')):.0f} MB |"
+            )
+    else:
+        load_before = os.getloadavg()
+        peak = child(["peak"])["gflops"]
+        emit("## SSL loss: JAX `ssl_loss` vs the paper-style PyTorch unfold path (fwd+bwd, float32, CPU)")
+        emit()
+        emit(f"Command: `.venv/bin/python benchmarks/ssl_speed.py{' --skip-torch' if args.skip_torch else ''}`")
         emit(
-            f"| PyTorch unfold path (2 threads), same input | {torch4['edges']} | "
-            f"{torch4['wall_s'][0]:.2f} s | {torch4['cpu_s'][0]:.1f} s | - | "
-            f"{torch4['peak_rss_mb']:.0f} MB |"
-        )
-    if jax64:
-        emit(
-            f"| JAX `ssl_loss`, 64x128² (paper batch) | {jax64['edges']} | "
-            f"{min(jax64['wall_s']):.2f} s | {min(jax64['cpu_s']):.1f} s | {jax64['compile_s']:.1f} s | "
-            f"{jax64['peak_rss_mb']:.0f} MB |"
-        )
-    emit()
-    if torch4:
-        rel = abs(jax4["loss"] - torch4["loss"]) / abs(torch4["loss"])
-        emit(
-            f"- time ratio PyTorch / JAX: **{torch4['wall_s'][0] / best:.0f}x** (wall), "
-            f"{torch4['cpu_s'][0] / min(jax4['cpu_s']):.0f}x (CPU time)"
+            f"Machine: {cpu_model()}, {os.cpu_count()} CPUs; measured float32 peak "
+            f"{peak:.0f} GFLOP/s (4096² matmul, same run); load average {load_before[0]:.1f} at start."
         )
         emit(
-            f"- peak-memory ratio PyTorch / JAX: **{torch4['peak_rss_mb'] / jax4['peak_rss_mb']:.0f}x** "
-            f"(whole-process peak RSS, compilation included; the JAX process holds "
-            f"{jax4['rss_before_mb']:.0f} MB before the loss runs)"
+            "GFLOP/s = useful FLOPs / time, FLOPs = B x 128² x 625 x 145 "
+            "(`flops()` in the script: SR, HR and adjoint distance pipelines, 3(3C + 4K), plus ~10 "
+            "for the loss entries)."
         )
-        emit(
-            f"- loss values agree: JAX {jax4['loss']:.6e}, PyTorch {torch4['loss']:.6e} "
-            f"(rel. diff {rel:.1e})"
-        )
-    emit()
-    emit("Cost vs edge density (random masks, 4x128², same compiled function):")
-    emit()
-    emit("| density | edge px | fwd+bwd wall (best) | CPU time |")
-    emit("|---|---|---|---|")
-    emit(f"| real masks | {jax4['edges']} | {best:.3f} s | {min(jax4['cpu_s']):.2f} s |")
-    for density, r in jax4["density"].items():
-        emit(f"| {float(density):.0%} | {r['edges']} | {min(r['wall_s']):.3f} s | {min(r['cpu_s']):.2f} s |")
+        emit()
+        emit("| case | edge px | JAX fwd+bwd (best) | JAX CPU time | GFLOP/s (% of peak) | unfold path | ratio | JAX peak RSS | unfold peak RSS |")
+        emit("|---|---|---|---|---|---|---|---|---|")
+        batches = [2, 4] + ([] if args.skip_64 else [64])
+        for batch in batches:
+            r = child(["jax", str(batch), str(args.repeats) if batch < 64 else "1", "cpu"])
+            best = min(r["wall_s"])
+            rate = flops(batch) / best / 1e9
+            t = None
+            note = "-"
+            if batch <= 4 and not args.skip_torch:
+                if batch == 4 and available_gb() < TORCH4_NEEDS_GB:
+                    note = f"not run ({available_gb():.0f} GB available, needs {TORCH4_NEEDS_GB:.0f})"
+                else:
+                    t = child(["torch", str(batch)])
+            unfold = f"{t['wall_s'][0]:.1f} s" if t else note
+            ratio = f"**{t['wall_s'][0] / best:.0f}x**" if t else "-"
+            unfold_rss = f"{t['peak_rss_mb']:.0f} MB" if t else "-"
+            emit(
+                f"| {batch}x128² | {r['edges']} | {best:.3f} s | {min(r['cpu_s']):.2f} s | "
+                f"{rate:.1f} ({100 * rate / peak:.0f}%) | {unfold} | {ratio} | "
+                f"{r['peak_rss_mb']:.0f} MB | {unfold_rss} |"
+            )
+            if t:
+                rel = abs(r["loss"] - t["loss"]) / abs(t["loss"])
+                emit(f"|  | loss: JAX {r['loss']:.6e}, PyTorch {t['loss']:.6e} (rel. diff {rel:.1e}) | | | | | | | |")
+        emit()
+        emit(f"Load average at the end: {os.getloadavg()[0]:.1f}.")
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(lines) + "\n")

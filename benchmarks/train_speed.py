@@ -9,7 +9,7 @@ steps after a first logging window that holds the compilation, and reports the m
 the following windows from `<workdir>/metrics.jsonl` (the loop pulls values to the host only at
 log and checkpoint steps).
 
-    python benchmarks/train_speed.py                      # demo size: RRDBNet 2x32, 64 px, batch 4
+    python benchmarks/train_speed.py                      # demo size (configs/esrgan_ssl.py:demo), 64 px, batch 4
     python benchmarks/train_speed.py --patch 128 --steps 5 --out benchmarks/results/train.md
 """
 
@@ -112,7 +112,8 @@ def main():
         "",
         f"Command: `{cmd.strip()}` on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"jax {jax.__version__}, backend {jax.default_backend()}.",
-        f"Step = ESRGAN-SSL demo recipe: G RRDBNet(num_feat=32, num_block=2) L1 + VGG16 conv5_3 perceptual + "
+        f"Step = ESRGAN-SSL demo recipe: G {c.generator.arch}({', '.join(f'{k}={v}' for k, v in c.generator.kwargs.items())}) "
+        f"L1 + VGG16 conv5_3 perceptual + "
         f"relativistic GAN (UNetDiscriminatorSN, 16 features) + SSL (25/9, h 0.004), then the D update and "
         f"the EMA; batch {args.batch}, HR patch {args.patch} px, float32.",
         "",

@@ -30,6 +30,7 @@ def get_config(arg: str | None = None):
     c.loss.perceptual_weight = 0.0
     c.loss.gan_weight = 0.0
     c.loss.ssl_weight = 0.0
+    c.log.best_metric = "psnr"  # a PSNR-oriented model: keep the checkpoint with the best PSNR
     if "demo" in chosen:
         demo(c)
         c.train.pretrain_steps = 0

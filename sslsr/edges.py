@@ -15,6 +15,8 @@ ground truth's mask). Masks stored as PNG 0/255, like the paper's offline files,
 back as {0, 1} (divide by 255).
 """
 
+import math
+
 import numpy as np
 
 
@@ -37,11 +39,14 @@ def edge_mask(hr: np.ndarray, threshold: float = 20.0) -> np.ndarray:
 
     Args:
       hr: uint8 RGB, (H, W, 3) or a batch (B, H, W, 3). H, W >= 2 (reflect-101 needs them).
-      threshold: strict lower bound on the saturated Laplacian (paper: 20).
+      threshold: strict lower bound on the saturated Laplacian (paper: 20); a finite number >= 0
+        (NaN, negative or infinite thresholds would give all-zero or all-one masks).
 
     Returns:
       float32 array in {0, 1}, (H, W) or (B, H, W).
     """
+    if not 0 <= float(threshold) < math.inf:
+        raise ValueError(f"edge_mask: threshold must be a finite number >= 0, got {threshold}")
     hr = np.asarray(hr)
     if hr.dtype != np.uint8:
         raise ValueError(f"edge_mask: hr must be uint8 RGB, got dtype {hr.dtype}")

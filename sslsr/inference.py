@@ -11,7 +11,9 @@ Two layers:
   flip/transpose of that image. `NetworkUpscaler` wraps a feed-forward network; its `prepare`
   returns itself.
 - `super_resolve(upscaler, lr, ...)` owns everything that is the same for every model family:
-  uint8 -> [0, 1], exact tiling, the self-ensemble, clipping and the scale check.
+  uint8 -> [0, 1], exact tiling (optionally to one fixed tile shape), the self-ensemble, clipping
+  and the scale check. `super_resolve_image` adds grey and alpha images on top of it: networks
+  see RGB only.
 
 Where other model families plug in (beside `NetworkUpscaler`, without touching `super_resolve`):
 
@@ -38,13 +40,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sslsr.data.imresize import imresize
 from sslsr.data.io import to_uint8
 from sslsr.data.transforms import dihedral
 from sslsr.models import registry
 from sslsr.models.precision import cast_floating, compute_dtype
 
 __all__ = [
-    "Forward", "ForwardUpscaler", "NetworkUpscaler", "Upscaler", "super_resolve", "tile_starts", "to_uint8",
+    "ALPHA_MODES", "Forward", "ForwardUpscaler", "NetworkUpscaler", "Upscaler", "super_resolve",
+    "super_resolve_image", "tile_starts", "to_grey", "to_uint8",
 ]
 
 # float32 NHWC [0, 1] (N, h, w, C) -> float32 (N, h*s, w*s, C), unclipped.
@@ -69,7 +73,8 @@ class NetworkUpscaler:
         (the upscaler runs an eval-mode copy sharing its arrays).
       scale: the upscaling factor; default the registry's (`registry.scale_of`). When given for a
         registered architecture it must agree with it.
-      dtype: 'float32' | 'bfloat16': the network's parameters and activations (output float32).
+      dtype: 'float32' | 'bfloat16' | 'float16': the network's parameters and activations (output
+        float32).
     Raises:
       ValueError: scale unknown (unregistered module, no `scale`), or contradicting the model's.
     """
@@ -118,6 +123,17 @@ class ForwardUpscaler:
     def __init__(self, forward: Forward, scale: int):
         self.forward = forward
         self.scale = scale
+
+    def prepare(self, lr_image: np.ndarray) -> Forward:
+        del lr_image
+        return self.forward
+
+
+class _Prepared:
+    """The forward `prepare` returned for the unpadded image, reused for its padded copy."""
+
+    def __init__(self, forward: Forward, scale: int):
+        self.forward, self.scale = forward, scale
 
     def prepare(self, lr_image: np.ndarray) -> Forward:
         del lr_image
@@ -195,6 +211,7 @@ def super_resolve(
     tile: int | None = None,
     tile_overlap: int = 32,
     self_ensemble: bool = False,
+    pad_to_tile: bool = False,
 ) -> np.ndarray:
     """Super-resolves one image.
 
@@ -205,6 +222,11 @@ def super_resolve(
       tile_overlap: LR pixels shared by neighbouring tiles; the output is exact when the network's
         receptive-field radius (in LR pixels) is at most tile_overlap // 2.
       self_ensemble: average the outputs over the 8 flips/transposes (x8 self-ensemble).
+      pad_to_tile: run every tile at exactly (tile, tile), so that images of any size share one
+        compiled shape: a height or width below `tile` is reflect-padded at the bottom/right and
+        the output cropped. This changes the network's view of that (padded) image edge: outputs
+        within the receptive-field radius of it differ from the unpadded forward; all others are
+        the same (bit-identical for exact arithmetic, float rounding otherwise).
     Returns:
       float32 (h*scale, w*scale, 3), clipped to [0, 1].
     """
@@ -214,6 +236,14 @@ def super_resolve(
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     scale = upscaler.scale
     forward = upscaler.prepare(x)
+    if pad_to_tile:
+        if tile is None:
+            raise ValueError("pad_to_tile needs a tile size")
+        h, w = x.shape[:2]
+        x = np.pad(x, ((0, max(tile - h, 0)), (0, max(tile - w, 0)), (0, 0)), mode="reflect")
+        return super_resolve(
+            _Prepared(forward, scale), x, tile=tile, tile_overlap=tile_overlap, self_ensemble=self_ensemble
+        )[: h * scale, : w * scale]
 
     def run(img):
         if tile is None:
@@ -231,3 +261,54 @@ def super_resolve(
                 y = run(dihedral(x, transpose, flip_h, flip_w))
                 acc += dihedral(y, transpose, flip_h, flip_w, inverse=True)
     return np.clip(acc / 8.0, 0.0, 1.0)
+
+
+ALPHA_MODES = ("bicubic", "model")
+
+# ITU-R BT.601 luma, what OpenCV's RGB2GRAY (and so Real-ESRGAN) uses to turn an SR output back to grey.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def to_grey(rgb: np.ndarray) -> np.ndarray:
+    """float (..., 3) RGB -> (...) grey by BT.601 luma (equal channels give that value back)."""
+    return np.asarray(rgb, np.float32) @ _LUMA
+
+
+def super_resolve_image(upscaler: Upscaler, img: np.ndarray, *, alpha: str = "bicubic", **kwargs) -> np.ndarray:
+    """Super-resolves a grey, grey + alpha, RGB or RGBA image with an RGB network.
+
+    Grey is run as three equal channels and turned back to grey (`to_grey`); alpha is upscaled
+    separately: 'bicubic' with MATLAB's bicubic (`sslsr.data.imresize`, exact for constant alpha),
+    'model' by running it through the network as a grey image (sharper edges, and a second forward).
+
+    Args:
+      upscaler: as for `super_resolve`.
+      img: float32 in [0, 1]: (h, w) grey, (h, w, 2) grey + alpha, (h, w, 3) RGB or (h, w, 4) RGBA.
+      alpha: one of `ALPHA_MODES`.
+      **kwargs: `super_resolve`'s tiling and self-ensemble arguments.
+    Returns:
+      float32 in [0, 1], the same layout as `img` at (h*scale, w*scale).
+    """
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {', '.join(ALPHA_MODES)}, got {alpha!r}")
+    x = np.asarray(img, np.float32)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3 or x.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an (h, w[, 2|3|4]) image, got shape {np.shape(img)}")
+    grey = x.shape[2] in (1, 2)
+    colour, a = (x[:, :, :1], x[:, :, 1:]) if grey else (x[:, :, :3], x[:, :, 3:])
+
+    def as_rgb(c):
+        return super_resolve(upscaler, np.repeat(c, 3, axis=2) if c.shape[2] == 1 else c, **kwargs)
+
+    sr = as_rgb(colour)
+    if grey:
+        sr = np.clip(to_grey(sr), 0.0, 1.0)[:, :, None]  # luma weights sum to 1 only up to rounding
+    if a.shape[2]:
+        if alpha == "model":
+            sr_a = np.clip(to_grey(as_rgb(a)), 0.0, 1.0)[:, :, None]
+        else:
+            sr_a = np.clip(imresize(a, float(upscaler.scale)), 0.0, 1.0).astype(np.float32)
+        sr = np.concatenate([sr, sr_a], axis=2)
+    return sr[:, :, 0] if np.ndim(img) == 2 else sr

@@ -1,6 +1,7 @@
-"""Evaluation protocol: metrics, a full run writing all reports, the eval and upscale CLIs.
+"""Evaluation protocol: metrics, a full run writing all reports, the eval CLI.
 
-The inference it runs (tiling, self-ensemble, dtype) is tested in test_inference.py."""
+The inference it runs (tiling, self-ensemble, dtype) is tested in test_inference.py, the upscale
+CLI in test_upscale.py."""
 
 import csv
 import json
@@ -158,30 +159,6 @@ def test_eval_cli_with_weights_file(tmp_path, photos, tiny_weights):
     np.testing.assert_array_equal(sr, want)  # overlap 10 covers the receptive field (radius <= 5)
 
 
-def test_upscale_cli(tmp_path, photos, tiny_weights):
-    from sslsr import upscale
-
-    model, path = tiny_weights
-    src = tmp_path / "in"
-    src.mkdir()
-    Image.fromarray(photos["rocket"][:20, :24]).save(src / "a.jpg")
-    Image.fromarray(photos["rocket"][:20, :24, 0]).save(src / "grey.png")
-    from absl import flags
-
-    argv = flags.FLAGS(["upscale", str(src), str(tmp_path / "out"), "--checkpoint", str(path), "--arch", "MSRResNet",
-                        "--arch_kwargs", "num_feat=8,num_block=1,upscale=4"])
-    try:
-        upscale.main(argv)
-    finally:
-        flags.FLAGS.unparse_flags()
-    grey = np.asarray(Image.open(tmp_path / "out" / "grey.png"))
-    assert grey.shape == (80, 96, 3)
-    rgb_in = np.repeat(photos["rocket"][:20, :24, :1], 3, axis=2)
-    want = inference.to_uint8(inference.super_resolve(inference.NetworkUpscaler(model), rgb_in))
-    np.testing.assert_array_equal(grey, want)
-    assert np.asarray(Image.open(tmp_path / "out" / "a.png")).shape == (80, 96, 3)
-
-
 def test_load_generator_dispatch(tmp_path, monkeypatch):
     # What eval.py and `python -m sslsr.upscale` load --checkpoint with (was evaluate.load_model).
     from sslsr import weights
@@ -194,7 +171,7 @@ def test_load_generator_dispatch(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="no such checkpoint"):
         weights.load_generator(tmp_path / "missing.pth", arch="RRDBNet")
     (tmp_path / "w.pth").write_bytes(b"")
-    with pytest.raises(UserError, match="needs --arch"):
+    with pytest.raises(UserError, match="w.pth: cannot read weights"):  # no --arch: detected, but empty
         weights.load_generator(tmp_path / "w.pth")
     (tmp_path / "w.ckpt").write_bytes(b"")
     with pytest.raises(UserError, match="unsupported checkpoint type"):

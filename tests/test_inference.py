@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from sslsr import inference
+from sslsr.data.imresize import imresize
 from sslsr.models import MSRResNet
 
 
@@ -107,7 +108,11 @@ def test_bf16_model_close_to_float32(lr_image):
     dev = np.abs(b16 - f32).max()
     assert 0 < dev < 0.02, dev
     with pytest.raises(ValueError, match="compute dtype"):
-        inference.NetworkUpscaler(model, dtype="float16")
+        inference.NetworkUpscaler(model, dtype="int8")
+    # float16 (inference only): a finer mantissa than bfloat16, so closer to float32.
+    f16 = inference.super_resolve(inference.NetworkUpscaler(model, dtype="float16"), lr)
+    assert f16.dtype == np.float32
+    assert 0 < np.abs(f16 - f32).max() < min(dev, 0.005)
 
 
 def test_wrong_scale_is_a_clear_error(lr_image):
@@ -193,6 +198,52 @@ def test_forward_upscaler_and_prepare_once_per_image(lr_image):
     nearest = inference.ForwardUpscaler(lambda x: np.repeat(np.repeat(x, 2, axis=1), 2, axis=2), 2)
     got = inference.super_resolve(nearest, lr_image[:4, :5])
     np.testing.assert_array_equal(inference.to_uint8(got)[::2, ::2], lr_image[:4, :5])
+
+
+def test_pad_to_tile_is_one_shape_and_exact_away_from_the_padded_edge(lr_image):
+    # IntegerSR's receptive-field radius is 3 LR pixels: outputs of LR rows/columns more than 3
+    # from a padded (bottom/right) edge are bit-identical to the unpadded forward.
+    up = inference.NetworkUpscaler(IntegerSR(), scale=2)
+    for h, w in ((20, 24), (45, 20), (45, 61)):
+        lr = lr_image[:h, :w]
+        full = inference.super_resolve(up, lr)
+        got = inference.super_resolve(up, lr, tile=32, tile_overlap=6, pad_to_tile=True)
+        assert got.shape == full.shape == (2 * h, 2 * w, 3)
+        keep_h = 2 * (h - 3) if h < 32 else 2 * h  # rows of a padded height within the radius differ
+        keep_w = 2 * (w - 3) if w < 32 else 2 * w
+        np.testing.assert_array_equal(got[:keep_h, :keep_w], full[:keep_h, :keep_w])
+        if (h, w) == (20, 24):
+            assert np.abs(got - full).max() > 1e-3  # the padded edge does change (the statement is tight)
+    with pytest.raises(ValueError, match="needs a tile"):
+        inference.super_resolve(up, lr_image[:8, :8], pad_to_tile=True)
+
+
+def test_pad_to_tile_compiles_one_shape_for_many_sizes(lr_image):
+    TRACES.clear()
+    up = inference.NetworkUpscaler(CountingMSRResNet(num_feat=4, num_block=1, upscale=4, rngs=nnx.Rngs(1)), scale=4)
+    for h, w in ((12, 14), (9, 30), (40, 21)):
+        out = inference.super_resolve(up, lr_image[:h, :w], tile=16, tile_overlap=4, pad_to_tile=True)
+        assert out.shape == (4 * h, 4 * w, 3)
+    assert TRACES == [(1, 16, 16, 3)]
+
+
+def test_grey_and_alpha_images():
+    up = inference.ForwardUpscaler(lambda x: np.repeat(np.repeat(x, 2, axis=1), 2, axis=2) * [[[[1.0, 0.5, 0.25]]]], 2)
+    rng = np.random.default_rng(0)
+    grey = rng.random((5, 6), np.float32)
+    luma = 0.299 + 0.587 * 0.5 + 0.114 * 0.25  # BT.601 of the forward's (1, 0.5, 0.25) channel gains
+    got = inference.super_resolve_image(up, grey)
+    assert got.shape == (10, 12)
+    np.testing.assert_allclose(got[::2, ::2], grey * luma, rtol=1e-6)
+    rgba = rng.random((5, 6, 4), np.float32)
+    bicubic = inference.super_resolve_image(up, rgba, alpha="bicubic")
+    np.testing.assert_allclose(bicubic[..., 3], np.clip(imresize(rgba[..., 3], 2.0), 0, 1), atol=1e-6)
+    np.testing.assert_allclose(bicubic[::2, ::2, :3], rgba[..., :3] * [1.0, 0.5, 0.25], rtol=1e-6)
+    model = inference.super_resolve_image(up, rgba, alpha="model")
+    np.testing.assert_allclose(model[::2, ::2, 3], rgba[..., 3] * luma, rtol=1e-5)
+    la = inference.super_resolve_image(up, rgba[..., 2:], alpha="bicubic")
+    assert la.shape == (10, 12, 2)
+    np.testing.assert_allclose(la[..., 1], bicubic[..., 3])
 
 
 def test_import_does_not_load_the_trainer_nor_the_protocol():

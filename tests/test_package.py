@@ -27,6 +27,8 @@ LAYERS = {
     "sslsr.train": 3,
     "sslsr.evaluate": 3,
     "sslsr.upscale": 4,
+    "sslsr.export": 4,
+    "sslsr.interp": 4,
 }
 
 

@@ -2,6 +2,8 @@
 
 Compilation dominates this file's runtime, so the tests share a few shapes: one jitted
 value-and-grad at (2, 48, 48, 3) with the paper's sizes, and one small (1, 14, 15, 3) config.
+The parity tests run for both implementations ("scan", the CPU default, and "fused", the
+accelerator default) on CPU.
 """
 
 import functools
@@ -30,16 +32,19 @@ def crops(photos):
     return sr, hr, mask
 
 
-@functools.partial(jax.jit, static_argnums=(5, 6))
-def _jitted_loss_and_grad(sr, hr, mask, alpha, h, search_size, window_size):
+IMPLS = ["scan", "fused"]
+
+
+@functools.partial(jax.jit, static_argnums=(5, 6, 7))
+def _jitted_loss_and_grad(sr, hr, mask, alpha, h, search_size, window_size, impl):
     return jax.value_and_grad(ssl_loss)(
-        sr, hr, mask, alpha=alpha, h=h, search_size=search_size, window_size=window_size
+        sr, hr, mask, alpha=alpha, h=h, search_size=search_size, window_size=window_size, impl=impl
     )
 
 
-def _loss_and_grad(sr, hr, mask, alpha=1.0, h=0.004, search_size=25, window_size=9):
+def _loss_and_grad(sr, hr, mask, alpha=1.0, h=0.004, search_size=25, window_size=9, impl="scan"):
     # Always the same positional signature, so every call with a shape hits one compilation.
-    return _jitted_loss_and_grad(sr, hr, mask, alpha, h, search_size, window_size)
+    return _jitted_loss_and_grad(sr, hr, mask, alpha, h, search_size, window_size, impl)
 
 
 def _loss_terms(sr, hr, mask, **kw):
@@ -75,36 +80,39 @@ def test_ssg_rows_match_oracle_odd_bright_image():
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
-def test_loss_terms_match_oracle_on_photo_crops(crops):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_loss_terms_match_oracle_on_photo_crops(crops, impl):
     sr, hr, mask = crops
-    kl, l1 = _loss_terms(sr, hr, mask)
+    kl, l1 = _loss_terms(sr, hr, mask, impl=impl)
     kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask)
     assert kl_ref > 0 and l1_ref > 0
     np.testing.assert_allclose(kl, kl_ref, rtol=1e-4)
     np.testing.assert_allclose(l1, l1_ref, rtol=1e-4)
 
 
-def test_loss_concatenates_rows_across_images(crops):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_loss_concatenates_rows_across_images(crops, impl):
     # An empty-mask image contributes nothing and the mean is over all rows of the batch, not a
     # mean of per-image means: drop the second image's edges except a stride-3 subset of them.
     sr, hr, mask = crops
     mask = mask.copy()
     mask[1] *= mask_stride_pattern(48, 48, 3)
     mask[0, :, :] = 0.0
-    kl, l1 = _loss_terms(sr, hr, mask)
+    kl, l1 = _loss_terms(sr, hr, mask, impl=impl)
     kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask)
     np.testing.assert_allclose(kl, kl_ref, rtol=1e-4)
     np.testing.assert_allclose(l1, l1_ref, rtol=1e-4)
 
 
-def test_loss_matches_oracle_odd_size_random():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_loss_matches_oracle_odd_size_random(impl):
     # Pixel noise of std 0.1 keeps window distances ~ h, so the rows are not one-hot.
     rng = np.random.default_rng(2)
     hr = np.clip(0.5 + 0.1 * rng.standard_normal((1, 37, 53, 3)), 0, 1).astype(np.float32)
     sr = np.clip(hr + 0.05 * rng.standard_normal(hr.shape), 0, 1).astype(np.float32)
     mask = (rng.random((1, 37, 53)) < 0.1).astype(np.float32)
     mask[0, 0, 0] = mask[0, 36, 52] = 1.0  # border edge pixels
-    kl, l1 = _loss_terms(sr, hr, mask)
+    kl, l1 = _loss_terms(sr, hr, mask, impl=impl)
     kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask)
     np.testing.assert_allclose(kl, kl_ref, rtol=1e-4)
     np.testing.assert_allclose(l1, l1_ref, rtol=1e-4)
@@ -127,18 +135,20 @@ def test_bf16_input_computes_in_float32():
     np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
 
 
-def test_empty_mask_gives_zero_and_finite_grads(crops):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_empty_mask_gives_zero_and_finite_grads(crops, impl):
     sr, hr, mask = crops
-    value, grad = _loss_and_grad(sr, hr, np.zeros_like(mask))
+    value, grad = _loss_and_grad(sr, hr, np.zeros_like(mask), impl=impl)
     assert float(value) == 0.0
     assert np.all(np.isfinite(np.asarray(grad))) and not np.any(np.asarray(grad))
 
 
-def test_border_edge_pixel_gradient_is_finite_and_local():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_border_edge_pixel_gradient_is_finite_and_local(impl):
     sr, hr, kw = _small_case(3)
     mask = np.zeros((1, 14, 15), np.float32)
     mask[0, 0, 14] = 1.0  # top-right corner
-    value, grad = _loss_and_grad(sr, hr, mask, **kw)
+    value, grad = _loss_and_grad(sr, hr, mask, **kw, impl=impl)
     kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask, **kw)
     np.testing.assert_allclose(float(value), kl_ref + l1_ref, rtol=1e-4)
     grad = np.asarray(grad)
@@ -147,7 +157,8 @@ def test_border_edge_pixel_gradient_is_finite_and_local():
     assert not np.any(grad[0, 6:, :8])
 
 
-def test_strips_with_overlap_and_chunk_padding():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_strips_with_overlap_and_chunk_padding(impl):
     # 70 rows -> strips at rows 0, 32, 38 (the last overlaps); width 60 -> two strips per chunk,
     # so the third chunk slot is padding. Value against the oracle, gradient against PyTorch.
     rng = np.random.default_rng(7)
@@ -156,7 +167,7 @@ def test_strips_with_overlap_and_chunk_padding():
     mask = (rng.random((1, 70, 60)) < 0.05).astype(np.float32)
     mask[0, 31:40, 10] = 1.0  # rows on both sides of the strip seams
     kw = dict(search_size=7, window_size=3, h=0.02)
-    value, grad = _loss_and_grad(sr, hr, mask, **kw)
+    value, grad = _loss_and_grad(sr, hr, mask, **kw, impl=impl)
     kl_ref, l1_ref = ssl_oracle.ssl_terms(sr, hr, mask, **kw)
     np.testing.assert_allclose(float(value), kl_ref + l1_ref, rtol=1e-4)
     torch = pytest.importorskip("torch")
@@ -169,7 +180,8 @@ def test_strips_with_overlap_and_chunk_padding():
     np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=0, atol=1e-4 * np.abs(ref_grad).max())
 
 
-def test_check_grads_float64():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_check_grads_float64(impl):
     rng = np.random.default_rng(4)
     with jax.enable_x64(True):
         hr = jnp.asarray(rng.random((1, 9, 10, 2)))
@@ -177,7 +189,7 @@ def test_check_grads_float64():
         mask = jnp.asarray((rng.random((1, 9, 10)) < 0.4).astype(np.float64))
 
         def loss(x):
-            return ssl_loss(x, hr, mask, search_size=5, window_size=3, h=0.05)
+            return ssl_loss(x, hr, mask, search_size=5, window_size=3, h=0.05, impl=impl)
 
         assert loss(sr).dtype == jnp.float64
         check_grads(loss, (sr,), order=1, modes=("rev",), eps=1e-6, atol=1e-7, rtol=1e-5)
@@ -198,7 +210,8 @@ def test_too_small_image_raises():
 
 
 @pytest.mark.torch
-def test_matches_torch_unfold_path_loss_and_gradient(crops):
+@pytest.mark.parametrize("impl", IMPLS)
+def test_matches_torch_unfold_path_loss_and_gradient(crops, impl):
     torch = pytest.importorskip("torch")
     from tests.torch_refs import ssl as torch_ssl
 
@@ -208,7 +221,7 @@ def test_matches_torch_unfold_path_loss_and_gradient(crops):
     mask = mask * mask_stride_pattern(48, 48, 3)
     mask[1] = 0.0
     mask[1, 30, 30] = 1.0
-    value, grad = _loss_and_grad(sr, hr, mask)
+    value, grad = _loss_and_grad(sr, hr, mask, impl=impl)
 
     sr_t = torch.tensor(sr.transpose(0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
     hr_t = torch.tensor(hr.transpose(0, 3, 1, 2), dtype=torch.float64)
@@ -220,3 +233,63 @@ def test_matches_torch_unfold_path_loss_and_gradient(crops):
     scale = np.abs(ref_grad).max()
     assert scale > 0
     np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=0, atol=2e-4 * scale)
+
+
+def test_rejects_integer_and_0_255_images():
+    # Issue 18: uint8 images or floats in [0, 255] used to give 0.0, i.e. SSL silently off.
+    sr, hr, kw = _small_case(8)
+    mask = np.ones((1, 14, 15), np.float32)
+    u8 = (hr * 255).astype(np.uint8)
+    with pytest.raises(TypeError, match="ssl_loss: hr must be a float image"):
+        ssl_loss(sr, u8, mask, **kw)
+    with pytest.raises(TypeError, match="ssl_loss: sr must be a float image"):
+        jax.jit(lambda x: ssl_loss(x, hr, mask, **kw))(u8)  # the dtype is checked under jit too
+    with pytest.raises(ValueError, match=r"ssl_loss: sr must hold values in \[0, 1\].*255"):
+        ssl_loss(sr * 255.0, hr, mask, **kw)
+    with pytest.raises(ValueError, match="ssl_loss: hr must hold values"):
+        ssl_loss(sr, hr - 1.0, mask, **kw)
+    with pytest.raises(TypeError, match="self_similarity_graph: x must be a float image"):
+        self_similarity_graph(u8[0], **kw)
+    # Slight overshoot (an unclipped generator output) stays legal.
+    assert np.isfinite(float(ssl_loss(sr * 1.2 - 0.1, hr, mask, **kw)))
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.004, float("nan"), float("inf")])
+def test_rejects_bad_bandwidth(bad):
+    sr, hr, kw = _small_case(9)
+    kw["h"] = bad
+    with pytest.raises(ValueError, match="ssl_loss: h must be a finite number > 0"):
+        ssl_loss(sr, hr, np.ones((1, 14, 15), np.float32), **kw)
+    with pytest.raises(ValueError, match="self_similarity_graph: h must be"):
+        self_similarity_graph(hr[0], **kw)
+
+
+def test_rejects_bad_alpha_and_impl():
+    sr, hr, kw = _small_case(10)
+    mask = np.ones((1, 14, 15), np.float32)
+    with pytest.raises(ValueError, match="ssl_loss: alpha must be"):
+        ssl_loss(sr, hr, mask, alpha=float("nan"), **kw)
+    with pytest.raises(ValueError, match="ssl_loss: impl must be one of"):
+        ssl_loss(sr, hr, mask, impl="cuda", **kw)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("where", ["sr", "hr"])
+def test_nan_in_an_image_with_empty_mask_does_not_poison_the_batch(impl, where):
+    # Issue 18: one image's NaN made the whole batch's loss NaN even with an empty mask there.
+    rng = np.random.default_rng(11)
+    hr = rng.random((2, 14, 15, 3)).astype(np.float32)
+    sr = np.clip(hr + 0.1 * rng.standard_normal(hr.shape), 0, 1).astype(np.float32)
+    mask = (rng.random((2, 14, 15)) < 0.3).astype(np.float32)
+    mask[1] = 0.0
+    kw = dict(search_size=7, window_size=3, h=0.1)
+    clean_value, clean_grad = _loss_and_grad(sr[:1], hr[:1], mask[:1], **kw, impl=impl)
+    bad = {"sr": sr.copy(), "hr": hr.copy()}
+    bad[where][1, 5, 7, 1] = np.nan
+    bad[where][1, 0, 0, 0] = np.inf
+    value, grad = _loss_and_grad(bad["sr"], bad["hr"], mask, **kw, impl=impl)
+    grad = np.asarray(grad)
+    assert np.isfinite(float(value)) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(float(value), float(clean_value), rtol=1e-6)
+    np.testing.assert_allclose(grad[:1], np.asarray(clean_grad), rtol=1e-5, atol=1e-9)
+    assert not np.any(grad[1])

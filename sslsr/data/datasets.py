@@ -15,11 +15,13 @@ import os
 import pathlib
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 
 from sslsr.data import io
+from sslsr.errors import InputError, UserError
 from sslsr.data.imresize import imresize, mod_crop
 
 
@@ -44,7 +46,7 @@ def image_size(path: pathlib.Path) -> tuple[int, int]:
         raise FileNotFoundError(f"{path}: no such image file") from None
     except (OSError, SyntaxError, ValueError) as e:
         msg = str(e).replace("\n", " ")
-        raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {msg})") from None
+        raise InputError(f"{path}: cannot read image ({type(e).__name__}: {msg})") from None
     return h, w
 
 
@@ -65,7 +67,7 @@ def find_lr(lr_dir: pathlib.Path, hr_path: pathlib.Path, scale: int) -> pathlib.
 def check_lr_size(hr_hw: tuple[int, int], lr_hw: tuple[int, int], scale: int, hr_name, lr_name) -> None:
     want = (hr_hw[0] // scale, hr_hw[1] // scale)
     if tuple(lr_hw) != want:
-        raise ValueError(
+        raise InputError(
             f"{lr_name}: LR size {lr_hw[0]}x{lr_hw[1]} is not floor(HR/{scale}) = {want[0]}x{want[1]} "
             f"for HR {hr_name} ({hr_hw[0]}x{hr_hw[1]})"
         )
@@ -76,11 +78,13 @@ def folder_records(
     lr_dir: str | os.PathLike | None = None,
     scale: int = 4,
     mask_dir: str | os.PathLike | None = None,
+    skip_bad: bool = False,
 ) -> list[ImageRecord]:
     """Records for every image in `hr_dir` (sorted), paired with `lr_dir` and `mask_dir` files.
 
     Checks (main process, headers only): every HR has its LR, of size floor(HR/scale); existing
-    mask files have the HR's size. Errors name the offending file.
+    mask files have the HR's size; no two HR files share a mask name. Errors name the offending
+    file; with skip_bad, an HR whose header is unreadable is skipped with one warning instead.
     """
     hr_dir = pathlib.Path(hr_dir)
     lr_dir = None if lr_dir is None else pathlib.Path(lr_dir)
@@ -88,8 +92,18 @@ def folder_records(
     if lr_dir is not None and not lr_dir.is_dir():
         raise FileNotFoundError(f"{lr_dir}: no such LR folder")
     records = []
-    for p in io.list_images(hr_dir):
-        hw = image_size(p)
+    files = io.list_images(hr_dir)
+    if mask_dir is not None:
+        check_unique_stems(files, f"the masks in {mask_dir}")
+    unreadable = []
+    for p in files:
+        try:
+            hw = image_size(p)
+        except InputError as e:
+            if not skip_bad:
+                raise
+            unreadable.append(str(e))
+            continue
         lr_path = None
         if lr_dir is not None:
             lr_path = find_lr(lr_dir, p, scale)
@@ -99,20 +113,77 @@ def folder_records(
             mask_path = mask_dir / f"{p.stem}.png"
             if mask_path.is_file() and image_size(mask_path) != hw:
                 mh, mw = image_size(mask_path)
-                raise ValueError(f"{mask_path}: mask size {mh}x{mw} differs from its HR {p} ({hw[0]}x{hw[1]})")
+                raise InputError(f"{mask_path}: mask size {mh}x{mw} differs from its HR {p} ({hw[0]}x{hw[1]})")
         records.append(ImageRecord(name=p.stem, hr_path=p, lr_path=lr_path, mask_path=mask_path))
+    if unreadable:
+        if not records:
+            raise InputError(f"{hr_dir}: every image is unreadable, e.g. {unreadable[0]}")
+        warnings.warn(f"skipping {len(unreadable)} of {len(files)} unreadable images: {'; '.join(unreadable)}",
+                      stacklevel=2)
     return records
+
+
+def check_output_dir(in_dir: str | os.PathLike, out_dir: str | os.PathLike, what: str) -> None:
+    """Refuses an output folder that is the input folder or inside it (outputs would overwrite the
+    inputs or be read back as inputs)."""
+    src, dst = pathlib.Path(in_dir).resolve(), pathlib.Path(out_dir).resolve()
+    if dst == src or src in dst.parents:
+        raise UserError(f"{out_dir}: is {'the' if dst == src else 'inside the'} input folder {in_dir}; "
+                        f"write the {what} to a separate folder")
+
+
+def check_unique_stems(files: Sequence[pathlib.Path], what: str) -> None:
+    """Refuses two images that would share one `<stem>.png` (a.png and a.jpg): one file could only
+    hold the mask of one of them, silently used for both."""
+    seen: dict[str, pathlib.Path] = {}
+    for p in files:
+        if p.stem in seen:
+            raise InputError(f"{seen[p.stem]}, {p}: same name, so they would share one file among {what}; "
+                             f"rename one of them")
+        seen[p.stem] = p
+
+
+def verify_records(records: list[ImageRecord], skip_bad: bool = False, threads: int = 8) -> list[ImageRecord]:
+    """Decodes every file of `records` once (HR, stored LR, existing mask) before training, so a
+    truncated image with a valid header fails now, naming the file, not at the batch that reads it.
+
+    skip_bad: drop the records with an unreadable file, with one warning listing them (an error
+    when none is left), instead of raising InputError for the first.
+    """
+
+    def problem(r: ImageRecord) -> str | None:
+        try:
+            for path in (r.hr_path, r.lr_path, r.mask_path):
+                if path is not None and (path is not r.mask_path or path.is_file()):
+                    io.read_image(path)
+        except (ValueError, OSError) as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(threads) as ex:  # Pillow decodes without the GIL
+        problems = list(ex.map(problem, records))
+    bad = [msg for msg in problems if msg is not None]
+    if not bad:
+        return records
+    if not skip_bad:
+        more = f" (and {len(bad) - 1} more; data.skip_bad=True skips them)" if len(bad) > 1 else ""
+        raise InputError(bad[0] + more)
+    keep = [r for r, msg in zip(records, problems) if msg is None]
+    if not keep:
+        raise InputError(f"all {len(records)} training images are unreadable, e.g. {bad[0]}")
+    warnings.warn(f"skipping {len(bad)} of {len(records)} unreadable training images: {'; '.join(bad)}", stacklevel=2)
+    return keep
 
 
 def array_records(images: Sequence[tuple[str, np.ndarray]]) -> list[ImageRecord]:
     """Records for in-memory uint8 (H, W, 3) images."""
     if not images:
-        raise ValueError("images: empty list")
+        raise InputError("images: empty list")
     out = []
     for name, img in images:
         img = np.asarray(img)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"{name}: expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
+            raise InputError(f"{name}: expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
         out.append(ImageRecord(name=str(name), hr=img))
     return out
 
@@ -132,7 +203,7 @@ def drop_small(records: list[ImageRecord], patch_size: int, scale: int) -> list[
     if small:
         names = ", ".join(f"{r.name} ({'x'.join(map(str, record_hr_size(r)))})" for r in small)
         if not keep:
-            raise ValueError(f"all {len(records)} training images are smaller than the {patch_size}x{patch_size} patch: {names}")
+            raise InputError(f"all {len(records)} training images are smaller than the {patch_size}x{patch_size} patch: {names}")
         warnings.warn(f"skipping {len(small)} of {len(records)} training images smaller than the {patch_size}x{patch_size} patch: {names}", stacklevel=2)
     return keep
 
@@ -160,7 +231,7 @@ def _resolve_eval_dirs(root, hr_dir, lr_dir, scale):
         cand = root / "LR_bicubic" / f"X{scale}"
         lr_dir = cand if cand.is_dir() else None
     if hr_dir is None:
-        raise ValueError("iterate_eval_pairs: give root, hr_dir or 'demo'")
+        raise InputError("iterate_eval_pairs: give root, hr_dir or 'demo'")
     return pathlib.Path(hr_dir), (None if lr_dir is None else pathlib.Path(lr_dir))
 
 
@@ -187,7 +258,7 @@ def iterate_eval_pairs(
     """
     hr_mod = scale if hr_mod is None else hr_mod
     if hr_mod % scale:
-        raise ValueError(f"hr_mod {hr_mod} must be a multiple of scale {scale}")
+        raise InputError(f"hr_mod {hr_mod} must be a multiple of scale {scale}")
 
     def from_hr(name, hr):
         hr = mod_crop(hr, hr_mod)

@@ -29,6 +29,7 @@ from sslsr import edges
 from sslsr.data import datasets, degradations, io
 from sslsr.data.realesrgan import REALESRGAN_PRESETS
 from sslsr.data.transforms import paired_random_crop, random_augment
+from sslsr.errors import InputError
 
 
 class TrainSource:
@@ -71,7 +72,7 @@ class TrainSource:
         if r.mask_path is not None and r.mask_path.is_file():
             m = io.read_image(r.mask_path)[:, :, 0]
             if m.shape != hr.shape[:2]:
-                raise ValueError(
+                raise InputError(
                     f"{r.mask_path}: mask size {m.shape[0]}x{m.shape[1]} differs from its HR "
                     f"{r.hr_path or r.name} ({hr.shape[0]}x{hr.shape[1]})"
                 )
@@ -176,6 +177,8 @@ def make_train_loader(
     num_workers: int = 0,
     read_threads: int = 1,
     shard: tuple[int, int] | None = None,
+    verify_images: bool = False,
+    skip_bad: bool = False,
 ) -> grain.IterDataset:
     """Infinite, deterministic, resumable stream of training batches (see the module docstring).
 
@@ -203,6 +206,10 @@ def make_train_loader(
       read_threads: threads per process reading whole images.
       shard: (index, count); default (jax.process_index(), jax.process_count()). Shards take
         disjoint interleaved samples of the same seeded stream.
+      verify_images: decode every file of an hr_dir source once here, before the first batch (the
+        trainer does), so an unreadable one (a truncated file with a valid header) raises
+        InputError naming it now rather than at the batch that reads it, maybe hours later.
+      skip_bad: verify the images and leave unreadable ones out, with one warning listing them.
     Returns:
       grain IterDataset of dicts {'lr': (B, P/s, P/s, 3), 'hr': (B, P, P, 3)[, 'mask': (B, P, P)]},
       float32 in [0, 1] (mask in {0, 1}).
@@ -222,7 +229,9 @@ def make_train_loader(
             raise ValueError("mask_dir is for hr_dir sources; in-memory images compute their masks")
         records = datasets.array_records(images)
     else:
-        records = datasets.folder_records(hr_dir, lr_dir, scale, mask_dir if use_mask else None)
+        records = datasets.folder_records(hr_dir, lr_dir, scale, mask_dir if use_mask else None, skip_bad=skip_bad)
+        if verify_images or skip_bad:
+            records = datasets.verify_records(records, skip_bad=skip_bad)
     records = datasets.drop_small(records, patch_size, scale)
     shard_index, shard_count = _default_shard() if shard is None else shard
     if not 0 <= shard_index < shard_count:

@@ -16,6 +16,11 @@ short side stays >= 512, a copy resized to short side 512 (`<name>S.png`), and t
 would be left out (BasicSR's extract_subimages), named `<name>_s001.png`, ...
 `all` makes the masks on the multiscale images and crops them with the same windows, so a
 sub-image's mask is a crop of its whole image's mask (as the paper), not recomputed on the crop.
+
+Refused up front, before anything is written: a flag out of range (--crop, --step,
+--shortest_edge < 1, --thresh < 0), an output folder that is an input folder or inside one, and
+for multiscale an image whose long side exceeds MAX_ASPECT (16) times its short side (its `S` copy
+would be enormous: 3x4000 -> 682,666x512). `subimages` that yields no sub-image is an error.
 """
 
 from __future__ import annotations
@@ -30,9 +35,13 @@ from absl import flags
 from PIL import Image
 
 from sslsr import cli
-from sslsr.data import io, masks
+from sslsr.data import datasets, io, masks
+from sslsr.errors import InputError
 
 SCALES = (0.75, 0.6, 1 / 3)
+# The S copy scales the short side to --shortest_edge, so its long side is this many times that
+# at most (8192 px for 512).
+MAX_ASPECT = 16
 
 SHORTEST_EDGE = flags.DEFINE_integer("shortest_edge", 512, "Short side of the `S` copy; smaller copies are not written.")
 CROP = flags.DEFINE_integer("crop", 512, "Sub-image side.")
@@ -61,6 +70,7 @@ def multiscale(path: str | os.PathLike, out_dir: str | os.PathLike, shortest_edg
     path, out_dir = pathlib.Path(path), pathlib.Path(out_dir)
     img = Image.fromarray(io.read_image(path))
     w, h = img.size
+    check_aspect(path, h, w)
     written = []
 
     def save(im, name):
@@ -80,6 +90,12 @@ def multiscale(path: str | os.PathLike, out_dir: str | os.PathLike, shortest_edg
     if min(w, h) >= shortest_edge:
         save(img, path.stem)
     return written
+
+
+def check_aspect(path, h: int, w: int) -> None:
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise InputError(f"{path}: {w}x{h} is more than {MAX_ASPECT}:1, its multiscale copies would be "
+                         f"{MAX_ASPECT}+ times longer than --shortest_edge; crop it first")
 
 
 def windows(length: int, crop: int, step: int, thresh: int) -> list[int]:
@@ -108,7 +124,7 @@ def subimages(
     if mask_path is not None:
         mask = io.read_image(mask_path)[:, :, 0]
         if mask.shape != img.shape[:2]:
-            raise ValueError(f"{mask_path}: mask size {mask.shape} differs from its image {path} {img.shape[:2]}")
+            raise InputError(f"{mask_path}: mask size {mask.shape} differs from its image {path} {img.shape[:2]}")
     n = 0
     for y in windows(img.shape[0], crop, step, thresh):
         for x in windows(img.shape[1], crop, step, thresh):
@@ -138,12 +154,22 @@ def _run(fn, jobs, workers, desc):
 
 
 def prepare_multiscale(hr_dir, out_dir, shortest_edge=512, workers=1) -> int:
-    jobs = [(p, out_dir, shortest_edge) for p in io.list_images(hr_dir)]
+    datasets.check_output_dir(hr_dir, out_dir, "multiscale images")
+    files = io.list_images(hr_dir)
+    datasets.check_unique_stems(files, f"the images in {out_dir}")
+    for p in files:  # headers only: refuse before writing anything
+        check_aspect(p, *datasets.image_size(p))
+    jobs = [(p, out_dir, shortest_edge) for p in files]
     return sum(len(r) for r in _run(multiscale, jobs, workers, "multiscale"))
 
 
 def prepare_subimages(in_dir, out_dir, crop=512, step=256, thresh=0, mask_dir=None, mask_out_dir=None, workers=1) -> int:
+    for src in (in_dir, mask_dir):
+        for dst in (out_dir, mask_out_dir):
+            if src is not None and dst is not None:
+                datasets.check_output_dir(src, dst, "sub-images")
     files = io.list_images(in_dir)
+    datasets.check_unique_stems(files, f"the sub-images in {out_dir}")
     jobs = []
     for p in files:
         mp = None if mask_dir is None else pathlib.Path(mask_dir) / f"{p.stem}.png"
@@ -152,6 +178,9 @@ def prepare_subimages(in_dir, out_dir, crop=512, step=256, thresh=0, mask_dir=No
         jobs.append((p, out_dir, crop, step, thresh, mp, mask_out_dir))
     counts = _run(subimages, jobs, workers, "sub-images")
     small = [p.name for p, c in zip(files, counts) if c == 0]
+    if len(small) == len(files):
+        raise InputError(f"{in_dir}: no image is at least {crop}x{crop}, no sub-image written "
+                         f"(smaller --crop?)")
     if small:
         warnings.warn(f"{len(small)} images smaller than {crop}x{crop} gave no sub-image: {', '.join(small)}", stacklevel=2)
     return sum(counts)
@@ -161,6 +190,11 @@ def _check_flags(cmd: str) -> None:
     for name in ("overwrite",) + tuple(n for c in SUBCOMMANDS.values() for n in c):
         if flags.FLAGS[name].present and name not in SUBCOMMANDS[cmd]:
             raise cli.UserError(f"--{name}: not used by `{cmd}` (it takes {', '.join('--' + n for n in SUBCOMMANDS[cmd])})")
+    for name, low in (("shortest_edge", 1), ("crop", 1), ("step", 1), ("thresh", 0)):
+        if name in SUBCOMMANDS[cmd] and flags.FLAGS[name].value < low:
+            raise cli.UserError(f"--{name}: must be >= {low}, got {flags.FLAGS[name].value}")
+    if cmd == "all":
+        masks.check_threshold(masks.THRESHOLD.value, "--threshold")
     if cmd == "subimages" and (MASK_DIR.value is None) != (MASK_OUT_DIR.value is None):
         raise cli.UserError("--mask_dir, --mask_out_dir: give both or neither")
 
@@ -171,21 +205,19 @@ def main(argv: list[str]) -> None:
     cmd, src, dst = argv[1:]
     _check_flags(cmd)
     workers = masks.WORKERS.value
-    try:
-        if cmd == "multiscale":
-            print(f"wrote {prepare_multiscale(src, dst, SHORTEST_EDGE.value, workers)} images to {dst}")
-        elif cmd == "subimages":
-            n = prepare_subimages(src, dst, CROP.value, STEP.value, THRESH.value, MASK_DIR.value, MASK_OUT_DIR.value, workers)
-            print(f"wrote {n} sub-images to {dst}")
-        else:
-            root = pathlib.Path(dst)
-            ms, ms_mask = root / "multiscale_HR", root / "multiscale_mask"
-            prepare_multiscale(src, ms, SHORTEST_EDGE.value, workers)
-            masks.write_masks(ms, ms_mask, threshold=masks.THRESHOLD.value, workers=workers)
-            n = prepare_subimages(ms, root / "HR_sub", CROP.value, STEP.value, THRESH.value, ms_mask, root / "mask_sub", workers)
-            print(f"wrote {n} sub-images to {root / 'HR_sub'} and their masks to {root / 'mask_sub'}")
-    except ValueError as e:  # an unreadable image, an empty folder, a mask of the wrong size: named
-        raise cli.UserError(str(e)) from e
+    if cmd == "multiscale":
+        print(f"wrote {prepare_multiscale(src, dst, SHORTEST_EDGE.value, workers)} images to {dst}")
+    elif cmd == "subimages":
+        n = prepare_subimages(src, dst, CROP.value, STEP.value, THRESH.value, MASK_DIR.value, MASK_OUT_DIR.value, workers)
+        print(f"wrote {n} sub-images to {dst}")
+    else:
+        root = pathlib.Path(dst)
+        datasets.check_output_dir(src, root, "prepared sets")
+        ms, ms_mask = root / "multiscale_HR", root / "multiscale_mask"
+        prepare_multiscale(src, ms, SHORTEST_EDGE.value, workers)
+        masks.write_masks(ms, ms_mask, threshold=masks.THRESHOLD.value, workers=workers)
+        n = prepare_subimages(ms, root / "HR_sub", CROP.value, STEP.value, THRESH.value, ms_mask, root / "mask_sub", workers)
+        print(f"wrote {n} sub-images to {root / 'HR_sub'} and their masks to {root / 'mask_sub'}")
 
 
 if __name__ == "__main__":

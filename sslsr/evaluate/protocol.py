@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from flax import nnx
 
-from sslsr.evaluate import comparisons, reports
+from sslsr.errors import InputError
+from sslsr.evaluate import comparisons, figures, reports
 from sslsr.evaluate.datasets import dataset_source
 from sslsr.evaluate.scoring import METRICS, build_metrics
 from sslsr.inference import Forward, ForwardUpscaler, NetworkUpscaler, Upscaler, super_resolve, to_uint8
@@ -30,7 +31,7 @@ def _upscaler(model: nnx.Module | Upscaler | Forward, scale: int | None, dtype: 
         raise ValueError(f"evaluate: dtype={dtype!r} needs an nnx.Module model (an upscaler sets its own dtype)")
     if hasattr(model, "prepare"):
         if scale is not None and scale != model.scale:
-            raise ValueError(f"evaluate: scale {scale} but the upscaler upscales x{model.scale}")
+            raise InputError(f"evaluate: scale {scale} but the upscaler upscales x{model.scale}")
         return model
     if scale is None:
         raise ValueError("evaluate: a forward function needs scale")
@@ -54,6 +55,7 @@ def evaluate(
     num_comparisons: int = 2,
     comparison_crop: int = 128,
     model_name: str = "SR",
+    compare_with: Sequence[str | os.PathLike] = (),
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -65,6 +67,9 @@ def evaluate(
       results.json   config, means and per-image values (SR seconds per image include the XLA
                      compilation whenever an image has a new shape)
       <dataset>/<image>.png            the SR images
+      figures/<dataset>_<image>.png   labelled nearest-neighbour crops (Bicubic, the models of
+                     compare_with, this model, HR) of the same images, see `figures`
+      report.html    the table of every method, the figures and the full-size SR images
       comparisons/<dataset>_<image>_{gain,loss}.png   bicubic | SR | HR crops for the images where
                      the model gains / loses most against bicubic
 
@@ -85,6 +90,8 @@ def evaluate(
       num_comparisons: images per dataset with the largest gains (and as many with the largest losses).
       comparison_crop: HR-pixel side of the comparison crops.
       model_name: the method's row label.
+      compare_with: output folders of earlier evaluations (other models, same datasets) shown
+        beside this one in report.html and the figures.
     Returns:
       The content of results.json.
     """
@@ -102,6 +109,8 @@ def evaluate(
     fns, skipped = build_metrics(metrics, crop_border=scale, log=log)
     primary = "lpips" if "lpips" in fns else next(iter(fns), None)
     compare = bool(num_comparisons) and primary is not None
+    others = [figures.load_run(f) for f in compare_with]  # fail fast on a wrong folder
+    shown: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     rows: list[reports.Row] = []
     for source in sources:
@@ -115,7 +124,10 @@ def evaluate(
             sr = to_uint8(sr)
             seconds = time.perf_counter() - t0
             bic = imresize(lr, scale)
-            scores = {m: f(hr, [sr, bic]) for m, f in fns.items()}
+            try:
+                scores = {m: f(hr, [sr, bic]) for m, f in fns.items()}
+            except ValueError as e:  # e.g. an image smaller than the metrics' border: name it
+                raise InputError(f"{source.name}/{name}: {e}") from None
             row_sr = reports.Row(source.name, name, model_name, {m: float(v[0]) for m, v in scores.items()}, seconds)
             row_bic = reports.Row(source.name, name, "Bicubic", {m: float(v[1]) for m, v in scores.items()})
             ds_rows += [row_bic, row_sr]
@@ -133,6 +145,7 @@ def evaluate(
                 bic, sr, hr = keep[name]
                 strip = comparisons.comparison_strip(bic, sr, hr, crop=comparison_crop, gain=tag == "gain")
                 write_png(out_dir / "comparisons" / f"{source.name}_{name}_{tag}.png", strip)
+                shown.append((source.name, name, bic, sr, hr))
         rows += ds_rows
 
     config = dict(
@@ -144,4 +157,5 @@ def evaluate(
         config["lpips"] = "AlexNet v0.1, images mapped to [-1, 1]"
     results = reports.summarize(rows, config, skipped)
     reports.write_reports(out_dir, rows, results)
+    figures.write_report(out_dir, results, shown, others)
     return results

@@ -13,6 +13,8 @@ import jax
 import numpy as np
 from flax import nnx
 
+from sslsr.errors import InputError
+
 METRICS = ("psnr", "ssim", "lpips", "dists")
 LOWER_IS_BETTER = {"psnr": False, "ssim": False, "lpips": True, "dists": True}
 
@@ -73,7 +75,7 @@ def build_metrics(names: Sequence[str], *, crop_border: int, log: Callable[[str]
             except metrics.MetricUnavailable as e:
                 skipped[name] = f"DISTS skipped: {e}"
         else:
-            raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+            raise InputError(f"metrics: unknown metric {name!r}; choose from {', '.join(METRICS)}")
     for line in skipped.values():
         log(line)
     return fns, skipped

@@ -36,6 +36,12 @@ the rows in the final sums). Implementation notes:
 - the padded images are cut into strips of 32 rows (plus the rows they read) processed one
   after the other with ``lax.map``, so memory is a few (625, 32, W) float32 graphs whatever the
   batch size, and the per-step working arrays stay in L2.
+- that is ``impl="scan"``, the default on CPU. On GPUs and TPUs its ~100 tiny sequential steps
+  per strip would leave the device idle, so ``impl="fused"`` (the default there) computes all
+  625 offsets of a few whole images at once as a handful of large elementwise ops, takes the
+  loss stage's adjoint by hand and the distance stage's by autodiff, one ``lax.map`` step per
+  4 images (memory still flat in the batch). Both are tested against the same references;
+  "fused" is ~20x slower than "scan" on CPU.
 
 Semantics of the paper's code that this module matches
 ------------------------------------------------------
@@ -48,7 +54,8 @@ Semantics of the paper's code that this module matches
 3. d^2 = sum over taps and channels / (C * window_size^2); S = exp(-d^2 / h); each row of
    search_size^2 values is divided by (row sum + 1e-10).
 4. The rows of all masked pixels of all images are concatenated: an image with an empty mask adds
-   nothing and an all-empty batch gives exactly 0 (with zero, finite gradients). With
+   nothing (even if it holds NaN or inf: rows are selected with ``where``, never multiplied by
+   the mask) and an all-empty batch gives exactly 0 (with zero, finite gradients). With
    S' = max(S, 1e-10), KL = mean over all entries of S_HR' (log S_HR' - log S_SR') (PyTorch's
    ``kl_div(log(clamp(S_SR)), clamp(S_HR), reduction="mean")``) and L1 = mean |S_SR - S_HR|.
 5. The mask comes from the ground truth only (see ``sslsr.losses.edge.edge_mask``); crops, flips
@@ -61,17 +68,21 @@ reason; stride 3 is available by multiplying the pattern into the mask.
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 _EPS = 1e-10
-# Images are processed as row strips of _STRIP_ROWS rows, _CHUNK_PIXELS pixels per lax.map step:
-# a chunk's dense graph is then 625 x 4096 x 4 bytes = 10 MB per stored array, and one offset
-# row's working arrays (~0.5 MB) stay in L2. Memory is flat in the batch size.
-_STRIP_ROWS = 32
-_CHUNK_PIXELS = 32 * 128
+# Row strips and chunks per implementation. "scan" (CPU): 32-row strips, 4096 pixels per lax.map
+# step, so a chunk's dense logits are 625 x 4096 x 4 bytes = 10 MB per image kind and one
+# offset row's working arrays (~0.5 MB) stay in L2. "fused" (accelerators): whole 128-row images,
+# 4 per step (~0.2 GB per (625, N, H, W) array), few enough launches that the device stays busy.
+# Memory is flat in the batch size for both.
+_STRIP_ROWS = {"scan": 32, "fused": 128}
+_CHUNK_PIXELS = {"scan": 32 * 128, "fused": 4 * 128 * 128}
+IMPLS = ("auto", "scan", "fused")
 
 
 def _compute_dtype():
@@ -92,6 +103,38 @@ def _check_sizes(name: str, height: int, width: int, search_size: int, window_si
             f"{name}: images must be at least search_size//2+1 = {need} pixels on each side "
             f"(reflect padding by {search_size // 2}), got H={height}, W={width}"
         )
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_scalar(name: str, arg: str, value, positive: bool) -> None:
+    """Reject a non-finite (or non-positive) concrete scalar; traced values cannot be checked."""
+    if not _is_concrete(value):
+        return
+    v = float(np.asarray(value))
+    if not math.isfinite(v) or (positive and v <= 0) or (not positive and v < 0):
+        need = "a finite number > 0" if positive else "a finite number >= 0"
+        raise ValueError(f"{name}: {arg} must be {need}, got {v}")
+
+
+def _check_image(name: str, arg: str, x) -> None:
+    """Images must be floats in [0, 1]: uint8 or [0, 255] input would silently turn SSL off.
+
+    The dtype is checked always (it is static); the range only on concrete arrays (outside jit).
+    """
+    dtype = np.dtype(jnp.asarray(x).dtype) if not hasattr(x, "dtype") else np.dtype(x.dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{name}: {arg} must be a float image in [0, 1], got dtype {dtype} (divide by 255)")
+    if _is_concrete(x) and np.size(x):
+        lo, hi = float(jnp.min(x)), float(jnp.max(x))
+        # NaN compares False both ways: it is the loss's business (see the NaN rule), not a range.
+        if hi > 1.5 or lo < -0.5:
+            raise ValueError(
+                f"{name}: {arg} must hold values in [0, 1], got [{lo:g}, {hi:g}]"
+                + (" (looks like [0, 255]: divide by 255)" if hi > 1.5 else "")
+            )
 
 
 def _tap_weights(search_size: int, window_size: int) -> np.ndarray:
@@ -125,7 +168,11 @@ def _prepare(x: jax.Array, search_size: int, window_size: int) -> jax.Array:
 
 
 class _Geometry:
-    """Static sizes of one (search, window, H, W) problem."""
+    """Static sizes of one (search, window, H, W) problem, and the box stages both impls share.
+
+    Array axes: ``d`` and ``t`` are (..., S_dx, N, Hc, Wc / W), logits (..., S_dx, N, H, W), where
+    "..." is nothing (one offset row, "scan") or S_dy (all offsets, "fused").
+    """
 
     def __init__(self, search_size, window_size, height, width):
         self.s, self.k = search_size, window_size
@@ -137,13 +184,44 @@ class _Geometry:
     def centre(self, p2):
         return p2[:, :, self.r : self.r + self.hc, self.r : self.r + self.wc]
 
+    def complements(self, centre):
+        """Taps that read the zero-padded search area contribute E = sum_c P^2 only.
 
-def _channel_sum(x):
-    return _add_all(x[:, c] for c in range(x.shape[1]))
+        Returns fx (S_dx, N, Hc, W) = sum_j (1 - vx[j]) E[x + j] and comp_rows (S_dy, N, H, W) =
+        sum_i (1 - vy[i]) sum_j E[y + i, x + j].
+        """
+        k, height, width = self.k, self.height, self.width
+        inv = jnp.asarray(1.0 - self.v, centre.dtype)
+        energy = _channel_sum(centre * centre)  # (N, Hc, Wc)
+        row_energy = _add_all(energy[:, :, j : j + width] for j in range(k))  # (N, Hc, W)
+        fx = _add_all(inv[:, j, None, None, None] * energy[None, :, :, j : j + width] for j in range(k))
+        comp_rows = _add_all(inv[:, i, None, None, None] * row_energy[None, :, i : i + height] for i in range(k))
+        return fx, comp_rows
+
+    def distances(self, centre, rows):
+        """D_o = sum_c (P[x] - P[x + o])^2 for every dx; rows: (..., N, C, Hc, Wp) shifted by dy."""
+        return jnp.stack(
+            [_channel_sum((centre - rows[..., dx : dx + self.wc]) ** 2) for dx in range(self.s)],
+            axis=-4,
+        )
+
+    def x_box(self, d, fx):
+        v = jnp.asarray(self.v, d.dtype)
+        return _add_all(v[:, j, None, None, None] * d[..., j : j + self.width] for j in range(self.k)) + fx
+
+    def y_box(self, t, wy, comp):
+        """sum_i wy[i] t[y + i] + comp; wy[i] broadcasts against t (a scalar for one offset row)."""
+        return _add_all(wy[i] * t[..., i : i + self.height, :] for i in range(self.k)) + comp
+
+
+def _channel_sum(x):  # over the channel axis of (..., C, H, W)
+    return _add_all(x[..., c, :, :] for c in range(x.shape[-3]))
 
 
 def _logits(p2: jax.Array, scale, g: _Geometry):
     """a = d^2 / (C K^2 h) for every offset and pixel, and log(row sum of exp(-a) + 1e-10).
+
+    One offset row per scan step ("scan" implementation).
 
     Args:
       p2: (N, C, Hp, Wp) from ``_prepare``.
@@ -152,30 +230,16 @@ def _logits(p2: jax.Array, scale, g: _Geometry):
       a (S + 1, S, N, H, W) with a[1 + dy_index, dx_index] (a[0] is pipeline fill; indexing
       instead of slicing it off avoids a copy), log_z (N, H, W).
     """
-    dtype = p2.dtype
-    s, k, height, width = g.s, g.k, g.height, g.width
-    v = jnp.asarray(g.v, dtype)
-    inv = jnp.asarray(1.0 - g.v, dtype)
+    s = g.s
+    v = jnp.asarray(g.v, p2.dtype)
     centre = g.centre(p2)
-    energy = _channel_sum(centre * centre)  # E, (N, Hc, Wc)
-    # Complement terms: taps that read the zero-padded search area contribute E only.
-    row_energy = _add_all(energy[:, :, j : j + width] for j in range(k))  # (N, Hc, W)
-    fx = _add_all(inv[:, j, None, None, None] * energy[None, :, :, j : j + width] for j in range(k))
-    comp_rows = _add_all(
-        inv[:, i, None, None, None] * row_energy[None, :, i : i + height] for i in range(k)
-    )  # (S_dy, N, H, W)
+    fx, comp_rows = g.complements(centre)
 
     def rows_at(dy):  # P2 rows shifted by the offset row dy: (N, C, Hc, Wp)
         return jax.lax.dynamic_slice_in_dim(p2, jnp.minimum(dy, s - 1), g.hc, axis=2)
 
-    def x_box(rows):  # valid x-taps of D_o plus the x-complement, for the S offsets of one row
-        d = jnp.stack(
-            [_channel_sum((centre - rows[:, :, :, dx : dx + g.wc]) ** 2) for dx in range(s)]
-        )  # D_o, (S_dx, N, Hc, Wc)
-        return _add_all(v[:, j, None, None, None] * d[..., j : j + width] for j in range(k)) + fx
-
-    def y_box(t, dy):
-        return scale * (_add_all(v[dy, i] * t[:, :, i : i + height] for i in range(k)) + comp_rows[dy])
+    def x_box(rows):
+        return g.x_box(g.distances(centre, rows), fx)
 
     # A software pipeline over offset rows: step i slices the rows of offset row i + 2, computes
     # the x-box of row i + 1, the y-box of row i and the row sum of row i - 1. Every stage reads
@@ -185,19 +249,32 @@ def _logits(p2: jax.Array, scale, g: _Geometry):
     def step(carry, i):
         rows, t, a_prev, z = carry
         z = z + _add_all(jnp.exp(-a_prev[dx]) for dx in range(s))
-        a = y_box(t, jnp.minimum(i, s - 1))
+        dy = jnp.minimum(i, s - 1)
+        a = scale * g.y_box(t, v[dy], comp_rows[dy])
         return (rows_at(i + 2), x_box(rows), a, z), a_prev
 
-    n = p2.shape[0]
+    n, height, width = p2.shape[0], g.height, g.width
     init = (
         rows_at(1),
         x_box(rows_at(0)),
-        jnp.full((s, n, height, width), jnp.inf, dtype),
-        jnp.zeros((n, height, width), dtype),
+        jnp.full((s, n, height, width), jnp.inf, p2.dtype),
+        jnp.zeros((n, height, width), p2.dtype),
     )
     (_, _, _, z), a = jax.lax.scan(step, init, jnp.arange(s + 1))
     # a >= 0 and a == 0 at o = 0, so z >= 1: no overflow, no log(0).
     return a, jnp.log(z + _EPS)
+
+
+def _dense_logits(p2: jax.Array, scale, g: _Geometry):
+    """The same a (S_dy, S_dx, N, H, W) as ``_logits`` in a few large fused ops ("fused")."""
+    s = g.s
+    v = jnp.asarray(g.v, p2.dtype)
+    centre = g.centre(p2)
+    fx, comp_rows = g.complements(centre)
+    rows = jnp.stack([p2[:, :, dy : dy + g.hc] for dy in range(s)])  # (S_dy, N, C, Hc, Wp)
+    t = g.x_box(g.distances(centre, rows), fx)
+    wy = [v[:, i, None, None, None, None] for i in range(g.k)]
+    return scale * g.y_box(t, wy, comp_rows[:, None])
 
 
 def _shifted_sum(q):
@@ -307,6 +384,12 @@ def _log_graph(x: jax.Array, search_size: int, window_size: int, h) -> jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=("search_size", "window_size"))
+def _graph(x, search_size, window_size, h):
+    log_s = _log_graph(jnp.asarray(x, _compute_dtype()), search_size, window_size, h)
+    s = search_size * search_size
+    return jnp.moveaxis(jnp.exp(log_s).reshape((s,) + log_s.shape[2:]), 0, -1)
+
+
 def self_similarity_graph(
     x: jax.Array, *, search_size: int = 25, window_size: int = 9, h: float = 0.004
 ) -> jax.Array:
@@ -315,7 +398,7 @@ def self_similarity_graph(
     Args:
       x: float images in [0, 1], (B, H, W, C) or (H, W, C), NHWC; H, W >= search_size//2 + 1.
       search_size, window_size: odd sizes of the search area and of the compared windows.
-      h: the exp(-d^2 / h) bandwidth.
+      h: the exp(-d^2 / h) bandwidth, a finite number > 0.
 
     Returns:
       S in float32 (float64 with x64), (B, H, W, search_size^2) (or (H, W, search_size^2)): the
@@ -324,21 +407,64 @@ def self_similarity_graph(
       (dy, dx), R = search_size // 2). Rows sum to 1 - O(1e-10). No 1e-10 clamp is applied.
       This materialises the whole graph (B * H * W * search_size^2 values); ``ssl_loss`` never
       does.
+
+    Raises:
+      TypeError: x is not a float array. ValueError: bad shapes or sizes, ``h`` not finite and
+      > 0, or (outside jit) x clearly not in [0, 1].
     """
-    single = x.ndim == 3
+    single = jnp.ndim(x) == 3
     if single:
         x = x[None]
     if x.ndim != 4:
         raise ValueError(f"self_similarity_graph: x must be (B, H, W, C) or (H, W, C), got {x.shape}")
     _check_sizes("self_similarity_graph", x.shape[1], x.shape[2], search_size, window_size)
-    log_s = _log_graph(jnp.asarray(x, _compute_dtype()), search_size, window_size, h)
-    s = search_size * search_size
-    graph = jnp.moveaxis(jnp.exp(log_s).reshape((s,) + log_s.shape[2:]), 0, -1)
+    _check_image("self_similarity_graph", "x", x)
+    _check_scalar("self_similarity_graph", "h", h, positive=True)
+    graph = _graph(x, search_size, window_size, h)
     return graph[0] if single else graph
 
 
-def _chunk_value(p2, p2_hr, mask, h, alpha, search_size, window_size, with_grad):
-    """sum over masked entries of KL + alpha * L1 for one chunk, and optionally its gradient.
+def _offset_sum(x):
+    # Sum over the leading (offset) axis as a matrix-vector product: XLA:CPU's reductions over a
+    # major axis do not vectorise and cost several times more than the whole elementwise work.
+    return jnp.ones((x.shape[0],), x.dtype) @ x
+
+
+def _row_terms(a_sr, a_hr, w, alpha, scale, with_grad):
+    """Loss terms of whole graph rows, and optionally their gradient w.r.t. the SR distances.
+
+    Args:
+      a_sr, a_hr: (S^2, M) logits a = d^2 / (C K^2 h) of M pixels, offset-major.
+      w: (M,) row weights (the mask); rows with w == 0 count for nothing, even when not finite.
+
+    Returns:
+      (sum over rows of w * sum over offsets of KL + alpha * L1 entries,
+       d that / d d^2_SR (S^2, M) or None).
+    """
+    eps = jnp.asarray(_EPS, a_sr.dtype)
+    log_eps = jnp.log(eps)
+    live = w != 0
+    # One exp per entry and graph: S = exp(-a) / z and log S = -a - log z (a >= 0 and a == 0 at
+    # o = 0, so z >= 1: no overflow, no log(0)).
+    e_s, e_h = jnp.exp(-a_sr), jnp.exp(-a_hr)
+    z_s, z_h = _offset_sum(e_s) + eps, _offset_sum(e_h) + eps
+    log_s, log_h = -a_sr - jnp.log(z_s), -a_hr - jnp.log(z_h)
+    s_s, s_h = e_s * (1.0 / z_s), e_h * (1.0 / z_h)
+    c_h = jnp.maximum(s_h, eps)
+    terms = c_h * (jnp.maximum(log_h, log_eps) - jnp.maximum(log_s, log_eps)) + alpha * jnp.abs(s_s - s_h)
+    # where, not a multiplication by the mask: NaN * 0 would poison the whole sum.
+    value = jnp.sum(jnp.where(live, w * _offset_sum(terms), 0.0))
+    if not with_grad:
+        return value, None
+    # d value / d log S_SR; the clamp passes no gradient below 1e-10.
+    gl = jnp.where(live, w * (alpha * jnp.sign(s_s - s_h) * s_s - jnp.where(log_s > log_eps, c_h, 0.0)), 0.0)
+    # log S_o = -a_o - log(sum_o' exp(-a_o') + eps)  =>  d/da_o = -g_o + S_o sum_o' g_o'
+    grad = jnp.where(live, scale * (s_s * _offset_sum(gl) - gl), 0.0)
+    return value, grad
+
+
+def _chunk_value_scan(p2, p2_hr, mask, h, alpha, search_size, window_size, with_grad):
+    """Masked sum of KL + alpha * L1 entries for one chunk, and optionally d / d p2 ("scan").
 
     p2, p2_hr: (N, C, hs + 2R + 2w, Wp) padded row strips (``_prepare`` output rows); mask:
     (N, hs, W) for the strips' own rows. Returns (value, d value / d p2 or None).
@@ -351,6 +477,7 @@ def _chunk_value(p2, p2_hr, mask, h, alpha, search_size, window_size, with_grad)
     a_hr, lz_hr = _logits(p2_hr, scale, g)
     eps = jnp.asarray(_EPS, p2.dtype)
     log_eps = jnp.log(eps)
+    live = mask != 0
 
     def entries(dy):
         # log S, S and the clamped forms of both graphs for one row of offsets; two exps per
@@ -359,12 +486,14 @@ def _chunk_value(p2, p2_hr, mask, h, alpha, search_size, window_size, with_grad)
         s_s, s_h = jnp.exp(log_s), jnp.exp(log_h)
         return log_s, s_s, jnp.maximum(log_h, log_eps), jnp.maximum(s_h, eps), s_h
 
+    # Rows are masked with where, not a multiplication: NaN * 0 would poison the whole sum.
     def value_terms(log_s, s_s, c_log_h, c_h, s_h):
-        return mask * (c_h * (c_log_h - jnp.maximum(log_s, log_eps)) + alpha * jnp.abs(s_s - s_h))
+        terms = c_h * (c_log_h - jnp.maximum(log_s, log_eps)) + alpha * jnp.abs(s_s - s_h)
+        return jnp.where(live, mask * terms, 0.0)
 
     def grad_log_s(log_s, s_s, c_log_h, c_h, s_h):  # d value / d log S_SR
         kl = -c_h * (log_s > log_eps)  # the clamp passes no gradient below 1e-10
-        return mask * (kl + alpha * jnp.sign(s_s - s_h) * s_s)
+        return jnp.where(live, mask * (kl + alpha * jnp.sign(s_s - s_h) * s_s), 0.0)
 
     def sum_rows(totals, dy):
         # Per-pixel sums over one row of offsets as explicit adds (XLA:CPU's reductions over
@@ -386,27 +515,47 @@ def _chunk_value(p2, p2_hr, mask, h, alpha, search_size, window_size, with_grad)
     def grad_rows(dy):
         # log S_o = -a_o - log(sum_o' exp(-a_o') + eps)  =>  d/da_o = -g_o + S_o sum_o' g_o'
         row = entries(dy)
-        return scale * (row[1] * g_total - grad_log_s(*row))
+        return jnp.where(live, scale * (row[1] * g_total - grad_log_s(*row)), 0.0)
 
     return jnp.sum(value), _logits_transpose(p2, grad_rows, g)
 
 
-def _strip_starts(height: int) -> tuple[int, list[int]]:
+def _chunk_value_fused(p2, p2_hr, mask, h, alpha, search_size, window_size, with_grad):
+    """Same as ``_chunk_value_scan`` as a few large ops over all offsets at once ("fused")."""
+    n, height, width = mask.shape
+    c = p2.shape[1]
+    g = _Geometry(search_size, window_size, height, width)
+    scale = 1.0 / (c * window_size**2 * h)
+    ss = search_size**2
+    d2 = functools.partial(_dense_logits, scale=1.0, g=g)
+    d2_sr, pull = jax.vjp(d2, p2)
+    a_hr = scale * d2(p2_hr).reshape(ss, -1)
+    value, grad = _row_terms(scale * d2_sr.reshape(ss, -1), a_hr, mask.reshape(-1), alpha, scale, with_grad)
+    if not with_grad:
+        return value, None
+    # Autodiff of the distance stage only; the loss stage's adjoint is _row_terms'.
+    return value, pull(grad.reshape(d2_sr.shape))[0]
+
+
+_CHUNK_VALUE = {"scan": _chunk_value_scan, "fused": _chunk_value_fused}
+
+
+def _strip_starts(height: int, strip_rows: int) -> tuple[int, list[int]]:
     """Strip height and the first image row of each strip (the last one may overlap)."""
-    rows = min(height, _STRIP_ROWS)
+    rows = min(height, strip_rows)
     return rows, [min(i * rows, height - rows) for i in range(-(-height // rows))]
 
 
-def _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
+def _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, impl, with_grad):
     """Masked sum of KL + alpha * L1 entries over the batch, and optionally d/d sr.
 
-    The padded images are cut into row strips of ``_STRIP_ROWS`` rows (each with the halo of
-    search_size//2 + window_size//2 rows it reads), processed ``_CHUNK_PIXELS`` at a time with
-    ``lax.map``. Rows a strip shares with the previous one (last strip only) are masked out.
+    The padded images are cut into row strips (each with the halo of search_size//2 +
+    window_size//2 rows it reads), processed ``_CHUNK_PIXELS[impl]`` at a time with ``lax.map``.
+    Rows a strip shares with the previous one (last strip only) are masked out.
     """
     b, height, width, _ = sr.shape
     r, w = search_size // 2, window_size // 2
-    rows, starts = _strip_starts(height)
+    rows, starts = _strip_starts(height, _STRIP_ROWS[impl])
     halo = 2 * (r + w)
     p2_sr, pull = jax.vjp(lambda x: _prepare(x, search_size, window_size), sr)
     p2_hr = _prepare(hr, search_size, window_size)
@@ -415,10 +564,10 @@ def _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
         return jnp.concatenate([p2[:, :, st : st + rows + halo] for st in starts])
 
     own = [np.arange(st, st + rows) >= i * rows for i, st in enumerate(starts)]
-    masks = jnp.concatenate([mask[:, st : st + rows] * o[:, None] for st, o in zip(starts, own)])
+    masks = jnp.concatenate([jnp.where(o[:, None], mask[:, st : st + rows], 0.0) for st, o in zip(starts, own)])
     items = [cut(p2_sr), cut(p2_hr), masks]
     total = len(starts) * b
-    chunk = max(1, min(total, _CHUNK_PIXELS // (rows * width)))
+    chunk = max(1, min(total, _CHUNK_PIXELS[impl] // (rows * width)))
     n_chunks = -(-total // chunk)
     if n_chunks * chunk > total:  # all-zero strips with empty masks contribute nothing
         extra = n_chunks * chunk - total
@@ -426,7 +575,7 @@ def _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
     items = [a.reshape((n_chunks, chunk) + a.shape[1:]) for a in items]
 
     def one(xs):
-        return _chunk_value(*xs, h, alpha, search_size, window_size, with_grad)
+        return _CHUNK_VALUE[impl](*xs, h, alpha, search_size, window_size, with_grad)
 
     if not with_grad:
         return jnp.sum(jax.lax.map(lambda xs: one(xs)[0], items)), None
@@ -438,19 +587,19 @@ def _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
     return jnp.sum(values), pull(d_p2)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _ssl_sum(sr, hr, mask, h, alpha, search_size, window_size):
-    return _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, False)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _ssl_sum(sr, hr, mask, h, alpha, search_size, window_size, impl):
+    return _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, impl, False)[0]
 
 
-def _ssl_sum_fwd(sr, hr, mask, h, alpha, search_size, window_size):
+def _ssl_sum_fwd(sr, hr, mask, h, alpha, search_size, window_size, impl):
     # The loss is a scalar, so its whole gradient is computed in the forward pass: the only
     # residual is one image-sized array instead of the dense graphs.
-    value, grad = _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, True)
+    value, grad = _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, impl, True)
     return value, (grad, hr, mask, h, alpha)
 
 
-def _ssl_sum_bwd(search_size, window_size, res, ct):
+def _ssl_sum_bwd(search_size, window_size, impl, res, ct):
     grad, hr, mask, h, alpha = res
     zeros = jax.tree.map(jnp.zeros_like, (hr, mask, h, alpha))
     return (ct * grad,) + zeros
@@ -459,7 +608,31 @@ def _ssl_sum_bwd(search_size, window_size, res, ct):
 _ssl_sum.defvjp(_ssl_sum_fwd, _ssl_sum_bwd)
 
 
-@functools.partial(jax.jit, static_argnames=("search_size", "window_size"))
+def _resolve_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise ValueError(f"ssl_loss: impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        # XLA:CPU runs the cache-sized pipelined scan best; accelerators want few large kernels.
+        return "scan" if jax.default_backend() == "cpu" else "fused"
+    return impl
+
+
+@functools.partial(jax.jit, static_argnames=("search_size", "window_size", "impl"))
+def _ssl_loss(sr, hr, mask, h, alpha, search_size, window_size, impl):
+    dtype = _compute_dtype()
+    # An image without masked pixels takes no part in the loss: zero it, so a NaN or inf in it
+    # reaches neither the value nor any gradient (where, not a multiplication: NaN * 0 = NaN).
+    keep = jnp.any(mask != 0, axis=(1, 2))[:, None, None, None]
+    sr = jnp.where(keep, sr.astype(dtype), 0.0)
+    hr = jax.lax.stop_gradient(jnp.where(keep, hr.astype(dtype), 0.0))
+    mask = jax.lax.stop_gradient(mask.astype(dtype))
+    value = _ssl_sum(
+        sr, hr, mask, jnp.asarray(h, dtype), jnp.asarray(alpha, dtype), search_size, window_size, impl
+    )
+    count = jnp.sum(mask) * (search_size * search_size)
+    return value / jnp.maximum(count, 1.0)
+
+
 def ssl_loss(
     sr: jax.Array,
     hr: jax.Array,
@@ -469,6 +642,7 @@ def ssl_loss(
     window_size: int = 9,
     h: float = 0.004,
     alpha: float = 1.0,
+    impl: str = "auto",
 ) -> jax.Array:
     """Self-similarity loss KL(S_HR || S_SR) + alpha * L1(S_SR, S_HR) over the masked pixels.
 
@@ -481,34 +655,35 @@ def ssl_loss(
       mask: (B, H, W) in {0, 1}, the HR edge mask (``edge_mask``), optionally multiplied by
         ``mask_stride_pattern`` (stride 3; the default stride 1 uses every edge pixel, which is
         what produced the paper's numbers).
-      search_size, window_size, h: SSG parameters (paper: 25, 9, 0.004).
-      alpha: weight of the L1 term.
+      search_size, window_size, h: SSG parameters (paper: 25, 9, 0.004); h finite and > 0.
+      alpha: weight of the L1 term, finite and >= 0.
+      impl: "scan" (pipelined per offset row, masked rows only in the loss stage: best on
+        XLA:CPU), "fused" (all offsets of a few images at once: few large kernels, for GPUs and
+        TPUs) or "auto" (scan on CPU, fused elsewhere). Same values up to float rounding.
 
     Returns:
       Scalar in float32 (float64 with x64): sum of both terms over the masked rows divided by
       (number of masked pixels * search_size^2); exactly 0 with finite gradients when the mask
-      is empty. Reverse-mode, first-order differentiable only: the gradient is computed in the
-      forward rule of a ``custom_vjp`` (no jvp, no second derivatives).
+      is empty. An image whose mask is empty takes no part, even if it holds NaN or inf.
+      Reverse-mode, first-order differentiable only: the gradient is computed in the forward
+      rule of a ``custom_vjp`` (no jvp, no second derivatives).
 
-    Cost: dense in the pixels (independent of the mask's density), ~0.8 s CPU for fwd+bwd of
-    4 x 128^2 on one core; memory a few tens of MB whatever the batch size (see
-    ``benchmarks/ssl_speed.py``).
+    Cost: see ``benchmarks/ssl_speed.py`` and BENCHMARKS.md; memory is flat in the batch size.
 
     Raises:
-      ValueError: shapes disagree, or H, W < search_size // 2 + 1.
+      TypeError: sr or hr is not a float array (e.g. uint8: divide by 255).
+      ValueError: shapes disagree, H, W < search_size // 2 + 1, h or alpha out of range, an
+        unknown impl, or (concrete arrays only, i.e. outside jit) sr, hr or mask clearly outside
+        [0, 1]. Under jit the value range cannot be checked: keep images in [0, 1].
     """
-    if sr.ndim != 4 or sr.shape != hr.shape:
-        raise ValueError(f"ssl_loss: sr and hr must be equal (B, H, W, C), got {sr.shape}, {hr.shape}")
-    if mask.shape != sr.shape[:3]:
-        raise ValueError(f"ssl_loss: mask must be (B, H, W) = {sr.shape[:3]}, got {mask.shape}")
+    if jnp.ndim(sr) != 4 or jnp.shape(sr) != jnp.shape(hr):
+        raise ValueError(f"ssl_loss: sr and hr must be equal (B, H, W, C), got {jnp.shape(sr)}, {jnp.shape(hr)}")
+    if jnp.shape(mask) != jnp.shape(sr)[:3]:
+        raise ValueError(f"ssl_loss: mask must be (B, H, W) = {jnp.shape(sr)[:3]}, got {jnp.shape(mask)}")
     _check_sizes("ssl_loss", sr.shape[1], sr.shape[2], search_size, window_size)
-    dtype = _compute_dtype()
-    sr = sr.astype(dtype)
-    hr = jax.lax.stop_gradient(hr.astype(dtype))
-    mask = jax.lax.stop_gradient(mask.astype(dtype))
-
-    value = _ssl_sum(
-        sr, hr, mask, jnp.asarray(h, dtype), jnp.asarray(alpha, dtype), search_size, window_size
-    )
-    count = jnp.sum(mask) * (search_size * search_size)
-    return value / jnp.maximum(count, 1.0)
+    _check_image("ssl_loss", "sr", sr)
+    _check_image("ssl_loss", "hr", hr)
+    _check_scalar("ssl_loss", "h", h, positive=True)
+    _check_scalar("ssl_loss", "alpha", alpha, positive=False)
+    impl = _resolve_impl(impl)
+    return _ssl_loss(sr, hr, mask, h, alpha, search_size, window_size, impl)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def compute_dtype(name: str) -> jnp.dtype:
-    """'float32' | 'bfloat16' -> the dtype; ValueError naming the accepted names otherwise."""
+    """'float32' | 'bfloat16' | 'float16' -> the dtype; ValueError naming the accepted names otherwise.
+
+    float16 is for inference (`--dtype float16`; training's config check accepts float32 and
+    bfloat16): its 10-bit mantissa is finer than bfloat16's 7 bits, but values above 65504 overflow.
+    """
     if name not in COMPUTE_DTYPES:
         raise ValueError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
     return jnp.dtype(name)

@@ -19,6 +19,7 @@ from flax import nnx
 from sslsr.models.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
 from sslsr.models.msrresnet import MSRResNet
 from sslsr.models.rrdbnet import RRDBNet
+from sslsr.models.srvgg import SRVGGNetCompact
 from sslsr.models.swinir import SwinIR, torch_buffers as swinir_torch_buffers
 from sslsr.models.vgg import AlexNetFeatures, VGGFeatures
 
@@ -95,6 +96,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("RRDBNet", RRDBNet, GENERATOR, scale_kwarg="scale"),
         Architecture("MSRResNet", MSRResNet, GENERATOR, scale_kwarg="upscale"),
         Architecture("SwinIR", SwinIR, GENERATOR, scale_kwarg="upscale", torch_buffers=swinir_torch_buffers),
+        Architecture("SRVGGNetCompact", SRVGGNetCompact, GENERATOR, scale_kwarg="upscale"),
         Architecture("VGGStyleDiscriminator", VGGStyleDiscriminator, DISCRIMINATOR,
                      default_kwargs={"num_in_ch": 3, "num_feat": 64}),
         Architecture("UNetDiscriminatorSN", UNetDiscriminatorSN, DISCRIMINATOR, default_kwargs={"num_in_ch": 3}),

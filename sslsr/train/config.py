@@ -9,6 +9,7 @@ the generator's (`scale(config)`). `validate` runs before any model is built or 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 
@@ -44,7 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.generator.kwargs = ml_collections.ConfigDict(
         dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32))
     # Generator initialisation: '' (random), a training workdir / checkpoint step directory of
-    # ours, or a PyTorch .pth (converted with sslsr.convert.from_torch).
+    # ours, a PyTorch .pth/.safetensors or ncnn .param file (architecture detected from its keys),
+    # or a named model of sslsr.weights.zoo (e.g. 'realesrgan-x4plus').
     c.generator.init_from = ""
     # Which weights to take from init_from: 'params_ema'/'params' key of a .pth; for our
     # checkpoints 'params_ema' takes the EMA generator when the run kept one.
@@ -64,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.hr_patch = 128
     c.data.edge_threshold = 20.0  # SSL edge mask threshold on the HR image
     c.data.num_workers = 0  # grain worker processes (0: in the main process)
+    # Every training image is decoded once before training; an unreadable one is an error naming
+    # it, or (True) skipped with one warning listing the skipped files.
+    c.data.skip_bad = False
     # Validation: 'demo', a BasicSR-layout folder (<root>/HR[, <root>/LR_bicubic/X<scale>]) or ''.
     c.data.val = "demo"
     c.data.val_max_images = 4
@@ -84,6 +89,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Short L1-only stage on G before the main loop (demos: a cheap stand-in for a PSNR init).
     c.train.pretrain_steps = 0
     c.train.pretrain_lr = 2e-4
+    # Micro-batches per optimizer step: train.batch_size is the effective batch of one update,
+    # cut into grad_accum micro-batches inside the step (activation memory of batch_size/grad_accum).
+    c.train.grad_accum = 1
+    c.train.clip_grad_norm = 0.0  # clip G's and D's gradients to this global norm (0: off)
 
     c.loss = ml_collections.ConfigDict()
     c.loss.pixel_weight = 1e-2
@@ -115,6 +124,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.log.ckpt_every = 5000
     c.log.keep = 3
     c.log.images = 2  # validation images written to TensorBoard as LR | SR | HR
+    # Validation (sslsr.train.validation): metrics of 'psnr', 'ssim', 'lpips' (AlexNet), the SR
+    # forward on val_tile x val_tile LR tiles (one compiled shape; 0: whole images, one per size),
+    # and the checkpoint with the best best_metric kept in <workdir>/best ('' keeps none).
+    c.log.val_metrics = ("psnr", "ssim", "lpips")
+    c.log.val_tile = 128
+    c.log.best_metric = "lpips"
+    # Weights & Biases beside TensorBoard (pip install 'sslsr[wandb]'; WANDB_MODE=offline works
+    # without network); the run id is kept in <workdir>/wandb_run_id so a resumed run continues it.
+    c.log.wandb = False
+    c.log.wandb_project = "sslsr"
     return c
 
 
@@ -194,8 +213,12 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     s = scale(c)
     if s not in (2, 3, 4):
         raise error("generator.kwargs", f"the generator's scale must be 2, 3 or 4, got {s}")
-    if c.generator.init_from and not os.path.exists(os.path.expanduser(c.generator.init_from)):
-        raise error("generator.init_from", f"{c.generator.init_from!r} does not exist")
+    if c.generator.init_from:
+        from sslsr.weights import zoo
+
+        if not (zoo.is_named(c.generator.init_from) or os.path.exists(os.path.expanduser(c.generator.init_from))):
+            raise error("generator.init_from", f"{c.generator.init_from!r} does not exist and is not a named "
+                        f"model ({', '.join(zoo.MODELS)})")
     if c.generator.init_key not in ("params", "params_ema"):
         raise error("generator.init_key", f"must be 'params' or 'params_ema', got {c.generator.init_key!r}")
 
@@ -212,8 +235,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
             raise error(f"data.{field}", f"{path!r} is neither 'demo' nor an existing folder")
     if not c.data.train:
         raise error("data.train", "is empty")
-    if not c.data.edge_threshold >= 0:
-        raise error("data.edge_threshold", f"must be >= 0, got {c.data.edge_threshold}")
+    if not 0 <= c.data.edge_threshold < math.inf:
+        raise error("data.edge_threshold", f"must be a finite number >= 0, got {c.data.edge_threshold}")
     if c.data.degradation in ("realesrgan", "realesrgan_ssl") and p <= 25:
         raise error("data.hr_patch", f"{p} too small for the USM sharpening of data.degradation="
                     f"{c.data.degradation!r} (needs > 25)")
@@ -245,7 +268,26 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if t.compute_dtype not in ("float32", "bfloat16"):
         raise error("train.compute_dtype", f"must be 'float32' or 'bfloat16', got {t.compute_dtype!r}")
 
+    if t.grad_accum < 1 or t.batch_size % (t.grad_accum * num_devices):
+        raise error("train.grad_accum", f"{t.grad_accum} must be >= 1 and train.batch_size={t.batch_size} a "
+                    f"multiple of grad_accum x {num_devices} devices (every micro-batch spans every device)")
+    if not t.clip_grad_norm >= 0:
+        raise error("train.clip_grad_norm", f"must be >= 0 (0: off), got {t.clip_grad_norm}")
+
     for field in ("every", "val_every", "ckpt_every", "keep"):
         if c.log[field] <= 0:
             raise error(f"log.{field}", f"must be > 0, got {c.log[field]}")
+    from sslsr.train import validation
+
+    validation.validate_config(c)
+    _check_finite(c)
     recipes.RECIPES[c.recipe].validate(c)
+
+
+def _check_finite(c: ml_collections.ConfigDict, prefix: str = "") -> None:
+    """A NaN or infinite number in any field (`loss.ssl_weight=inf`) trains nothing meaningful."""
+    for key, value in c.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            _check_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise error(f"{prefix}{key}", f"must be a finite number, got {value}")

@@ -4,8 +4,9 @@ Per step: next batch (grain, sharded over processes) -> the jitted step of the s
 step. Values stay on the device between steps; they reach the host at log steps (metrics,
 `<workdir>/metrics.jsonl`), checkpoint steps (the finite check before every save) and validation
 steps. Every `log.ckpt_every` steps (and on SIGTERM/SIGINT, and at the end) a checkpoint with the
-data-iterator state; every `log.val_every` steps PSNR/SSIM on the validation images and
-LR | SR | HR grids in TensorBoard. A workdir that already holds checkpoints resumes from the latest
+data-iterator state; every `log.val_every` steps `log.val_metrics` on the validation images,
+LR | SR | HR grids in TensorBoard and the best checkpoint by `log.best_metric` in `<workdir>/best`
+(`sslsr.train.validation`). A workdir that already holds checkpoints resumes from the latest
 one; the result is the same as an uninterrupted run (same batches, same per-step randomness, same
 optimizer/EMA state).
 """
@@ -26,7 +27,8 @@ import numpy as np
 from sslsr.errors import UserError
 from sslsr.train import config as config_lib
 from sslsr.train import recipes, sharding
-from sslsr.train.recipe import Stage, Upscaler
+from sslsr.train.recipe import Stage
+from sslsr.train.validation import BestCheckpoint, Validator
 from sslsr.weights import checkpoints as ckpt_lib
 
 # Loss terms shown in the progress bar (when present).
@@ -36,6 +38,15 @@ METRICS_FILE = "metrics.jsonl"
 
 class NonFiniteLossError(UserError, FloatingPointError):
     """A loss became NaN/inf; the message names the step and the term."""
+
+
+class TrainResult(dict):
+    """The last metrics, and `stopped_by`: the signal (SIGTERM/SIGINT) that saved and stopped the
+    run before train.total_steps, else None (train.py exits 128 + that signal)."""
+
+    def __init__(self, metrics: dict, stopped_by: int | None = None):
+        super().__init__(metrics)
+        self.stopped_by = stopped_by
 
 
 class _StopFlag:
@@ -64,12 +75,16 @@ class _StopFlag:
 
 
 class _Logger:
-    """On process 0: plain-text log (`log.txt`), TensorBoard (`tb/`) and `metrics.jsonl` (one JSON
-    object per log step and per validation, the file scripts read)."""
+    """On process 0: plain-text log (`log.txt`), TensorBoard (`tb/`), `metrics.jsonl` (one JSON
+    object per log step and per validation, the file scripts read) and, with `log.wandb`, W&B."""
 
-    def __init__(self, workdir: str, enabled: bool):
+    def __init__(self, workdir: str, enabled: bool, config: ml_collections.ConfigDict):
         self.enabled = enabled
-        self.tb = self.text = self.jsonl = None
+        self.tb = self.text = self.jsonl = self.wandb = None
+        if enabled and config.log.wandb:
+            from sslsr.train.wandb_writer import WandbWriter
+
+            self.wandb = WandbWriter(workdir, config)
         if enabled:
             from tensorboardX import SummaryWriter
 
@@ -91,6 +106,8 @@ class _Logger:
         if self.tb:
             for k, v in values.items():
                 self.tb.add_scalar(f"{section}/{k}", float(v), step)
+        if self.wandb:
+            self.wandb.scalars(step, values, section)
         if self.jsonl:
             key = (lambda k: k) if section == "train" else (lambda k: f"{section}_{k}")
             self.jsonl.write(json.dumps({"step": step, **{key(k): float(v) for k, v in values.items()}}) + "\n")
@@ -98,50 +115,13 @@ class _Logger:
     def image(self, step: int, tag: str, img: np.ndarray) -> None:
         if self.tb:
             self.tb.add_image(tag, img, step, dataformats="HWC")
+        if self.wandb:
+            self.wandb.image(step, tag, img)
 
     def close(self) -> None:
-        for f in (self.tb, self.text, self.jsonl):
+        for f in (self.tb, self.text, self.jsonl, self.wandb):
             if f:
                 f.close()
-
-
-def _grid(lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int) -> np.ndarray:
-    """LR (nearest-upsampled) | SR | HR side by side, uint8 (H, 3W, 3)."""
-    up = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)[: hr.shape[0], : hr.shape[1]]
-    return np.concatenate([up, sr, hr], axis=1)
-
-
-class _Validator:
-    """PSNR/SSIM (Y channel, crop_border=scale) of the recipe's inference model on the validation images."""
-
-    def __init__(self, config, upscaler: Upscaler):
-        from sslsr.data import datasets
-
-        self.upscaler = upscaler
-        self.scale = upscaler.scale
-        self.pairs = []
-        for i, pair in enumerate(datasets.iterate_eval_pairs(config.data.val, scale=self.scale)):
-            if i >= config.data.val_max_images:
-                break
-            self.pairs.append(pair)
-        self.num_images = config.log.images
-
-    def __call__(self, eval_state) -> tuple[dict, list]:
-        from sslsr.inference import super_resolve, to_uint8
-        from sslsr.metrics import psnr, ssim
-
-        if not self.pairs:
-            return {}, []
-        # Replicated arrays -> this process's copy, so validation needs no collectives.
-        upscaler = self.upscaler.with_state(jax.tree.map(lambda x: x.addressable_data(0), eval_state))
-        psnrs, ssims, grids = [], [], []
-        for i, (name, lr, hr) in enumerate(self.pairs):
-            sr = to_uint8(super_resolve(upscaler, lr))
-            psnrs.append(psnr(sr, hr, crop_border=self.scale))
-            ssims.append(ssim(sr, hr, crop_border=self.scale))
-            if i < self.num_images:
-                grids.append((name, _grid(lr, sr, hr, self.scale)))
-        return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}, grids
 
 
 @jax.jit
@@ -195,7 +175,8 @@ def _train_loader(config, options: dict, per_process_batch: int):
         source["mask_dir"] = (d.mask_dir or None) if options.get("use_mask") else None
     return pipeline.make_train_loader(
         **source, **options, scale=config_lib.scale(config), patch_size=d.hr_patch, batch_size=per_process_batch,
-        degradation=d.degradation, edge_threshold=d.edge_threshold, seed=config.seed, num_workers=d.num_workers)
+        degradation=d.degradation, edge_threshold=d.edge_threshold, seed=config.seed, num_workers=d.num_workers,
+        verify_images=True, skip_bad=d.skip_bad)
 
 
 def _stage_of(stages, step: int) -> Stage:
@@ -205,8 +186,11 @@ def _stage_of(stages, step: int) -> Stage:
     raise ValueError(f"no stage covers step {step}")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     """Trains (or resumes) the run described by `config` in `workdir`; returns the last metrics.
+
+    `config.json` is written only once the latest restorable checkpoint is restored, so a resume
+    that fails (a changed architecture) leaves the workdir's config as it was.
 
     Raises ConfigError for invalid configs before anything is built or compiled, and
     NonFiniteLossError (naming step and term) when a loss becomes NaN/inf; a non-finite state is
@@ -219,9 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "train.batch_size", f"{config.train.batch_size} is not divisible by {jax.process_count()} processes")
     workdir = os.path.abspath(os.path.expanduser(workdir))
     os.makedirs(workdir, exist_ok=True)
-    ckpt_lib.save_config(workdir, config)
     primary = jax.process_index() == 0
-    logger = _Logger(workdir, primary)
+    logger = _Logger(workdir, primary, config)
     t = config.train
     recipe = recipes.RECIPES[config.recipe]
     mesh = sharding.data_mesh()
@@ -235,21 +218,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     loader = _train_loader(config, recipe.loader_options(config), t.batch_size // jax.process_count())
     data_iter = iter(loader)
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.log.keep)
-    start = checkpointer.latest_step() or 0
+    start, state = checkpointer.restore_latest(state, data_iter, sharding=rep)
+    start = start or 0
     if start:
-        state = checkpointer.restore(start, state, data_iter, sharding=rep)
         logger.line(f"resumed from {workdir}/checkpoints/{start}")
+    ckpt_lib.save_config(workdir, config)
     finite = _FiniteCheck(workdir, start or None)
 
     steps = {stage.name: jax.jit(stage.step, in_shardings=(rep, rep, data_sh, rep), out_shardings=(rep, rep),
                                  static_argnums=4, donate_argnums=0) for stage in setup.stages}
-    validator = _Validator(config, setup.upscaler) if primary and config.data.val else None
+    validator = Validator(config, setup.upscaler) if primary and config.data.val else None
+    best = BestCheckpoint(workdir, config) if config.data.val and config.log.best_metric else None
 
     from tqdm import tqdm
 
     bar = tqdm(total=t.total_steps, initial=start, disable=not primary, dynamic_ncols=True, unit="it")
     metrics: dict = {}
     window_start, window_steps = time.perf_counter(), 0
+    stopped_by = None
     logger.line(f"training {config.generator.arch} ({config.recipe}) for {t.total_steps} steps (from step "
                 f"{start}) on {jax.device_count()} devices / {jax.process_count()} processes, workdir {workdir}")
     try:
@@ -278,19 +264,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     finite.check()
                     checkpointer.save(done, state, data_iter)
                     finite.last_saved = done
-                if validator and (done % config.log.val_every == 0 or done == t.total_steps):
-                    scores, grids = validator(stage.eval_state(state))
+                if (validator or best) and (done % config.log.val_every == 0 or done == t.total_steps):
+                    scores, grids = validator(stage.eval_state(state)) if validator else ({}, [])
                     if scores:
                         logger.record(done, scores, "val")
                         logger.line(f"step {done} validation " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
                         metrics.update({f"val_{k}": v for k, v in scores.items()})
                     for name, img in grids:
                         logger.image(done, f"val/{name}", img)
+                    if best and best.update(done, scores, stage.eval_state(state)):
+                        logger.line(f"step {done} best {best.metric} so far ({best.value:.4f}): kept in {best.root}")
                 if stopping:
                     logger.line(f"signal {stop.signum}: saved step {done} and stopped; rerun to resume")
+                    stopped_by = stop.signum if done < t.total_steps else None
                     break
     finally:
         bar.close()
         checkpointer.close()
+        if best:
+            best.close()
         logger.close()
-    return metrics
+    return TrainResult(metrics, stopped_by)

@@ -3,6 +3,8 @@
 BasicSR calls `scheduler.step()` before the k-th update (k = 1, 2, ...), so update k runs with the
 learning rate of scheduler epoch k. optax passes the 0-based update count, hence `k = count + 1`
 below (optax's own `piecewise_constant_schedule` switches one update later than BasicSR).
+The count is of optimizer updates, i.e. training steps also with `train.grad_accum` > 1 (the
+micro-batches of a step make one update).
 """
 
 from collections.abc import Sequence

@@ -7,7 +7,13 @@ iterator state ('data', one JSON file per process) and 'meta' (step). Items are 
 
 Orbax writes each step to a temporary directory and renames it when complete, and older steps are
 deleted only after a newer one is finalized, so an interrupted save never destroys the last good
-checkpoint; the trainer never saves non-finite parameters.
+checkpoint; the trainer never saves non-finite parameters. A step that does not restore (a
+truncated or corrupt file) is skipped with one warning naming it, and the newest step that does
+restore is used (`Checkpointer.restore_latest`, `restore_generator`); the trainer moves such a step
+to `<workdir>/checkpoints_broken/<step>` (kept, not deleted), so it neither blocks the new save of
+that step nor counts against `keep` (which would delete a good older step to make room for it).
+When no step restores (typically: the config changed), nothing is moved and the error names the
+workdir. `config.json` is written atomically (temporary name, then rename).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import warnings
 
 import jax
 import ml_collections
@@ -22,10 +29,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from sslsr.errors import UserError
 from sslsr.models import registry
 
 CONFIG_FILE = "config.json"
 CKPT_DIR = "checkpoints"
+BROKEN_DIR = "checkpoints_broken"
 
 
 def flatten(state) -> dict[str, jax.Array]:
@@ -57,16 +66,59 @@ def unflatten_into(template, flat: dict):
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Writes `<workdir>/config.json` whole or not at all (a full disk leaves the old one)."""
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
-        (pathlib.Path(workdir) / CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))
+        path = pathlib.Path(workdir) / CONFIG_FILE
+        tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(config.to_json_best_effort(indent=2))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     path = pathlib.Path(workdir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a training workdir (no {CONFIG_FILE})")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    try:
+        return ml_collections.ConfigDict(json.loads(path.read_text()))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable run config ({type(e).__name__}: {e})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def _newest_restorable(directory: pathlib.Path, steps, restore):
+    """Tries `restore(step)` from the newest step down; returns (step, result, [broken newer steps]).
+
+    One warning per step that failed while an older one restored. When none restores (a config
+    that no longer fits, rather than a damaged file), raises UserError naming the folder and the
+    newest step's problem, and nothing is reported as broken.
+    """
+    failures = []
+    for step in sorted(steps, reverse=True):
+        try:
+            result = restore(step)
+        except Exception as e:  # noqa: BLE001 - any damage (TensorStore, JSON, grain) is a failed step
+            failures.append((step, e))
+            continue
+        for bad, e in failures:
+            warnings.warn(f"{directory / str(bad)}: checkpoint does not restore ({_first_line(e)}); "
+                          f"using step {step}", stacklevel=3)
+        return step, result, [bad for bad, _ in failures]
+    if len(failures) == 1:
+        step, e = failures[0]
+        raise UserError(f"{directory / str(step)}: checkpoint does not restore ({_first_line(e)})") from e
+    if failures:
+        step, e = failures[0]
+        raise UserError(f"{directory}: no checkpoint restores into this model (step {step}: {_first_line(e)}); "
+                        f"does the config still match the saved run's?") from e
+    raise FileNotFoundError(f"{directory}: no checkpoint saved yet")
 
 
 class Checkpointer:
@@ -81,6 +133,24 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def restore_latest(self, state: nnx.State, data_iter=None, sharding=None) -> tuple[int | None, nnx.State]:
+        """(step, restored state) of the newest checkpoint that restores, or (None, state) when
+        none was saved. Newer steps that do not restore are warned about and moved to
+        `<workdir>/checkpoints_broken/` (process 0); UserError when no step restores."""
+        steps = self.manager.all_steps()
+        if not steps:
+            return None, state
+        step, out, broken = _newest_restorable(
+            self.directory, steps, lambda s: self.restore(s, state, data_iter, sharding))
+        if broken:
+            if jax.process_index() == 0:
+                aside = self.directory.parent / BROKEN_DIR
+                aside.mkdir(exist_ok=True)
+                for bad in broken:
+                    os.replace(self.directory / str(bad), aside / f"{bad}.{os.getpid()}")
+            self.manager.reload()
+        return step, out
 
     def save(self, step: int, state: nnx.State, data_iter=None) -> None:
         import grain
@@ -151,17 +221,25 @@ def restore_generator(workdir: str, *, prefer_ema: bool = True) -> nnx.Module:
     root, step = _resolve(workdir)
     config = load_config(str(root))
     mngr = ocp.CheckpointManager(root / CKPT_DIR, options=ocp.CheckpointManagerOptions(create=False, read_only=True, save_interval_steps=0))
-    step = mngr.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{root / CKPT_DIR}: no checkpoint saved yet")
-    step_dir = root / CKPT_DIR / str(step)
-    item = "ema" if prefer_ema and (step_dir / "ema").exists() else "g"
     g = build_generator(config)
     template = nnx.state(g)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    restored = mngr.restore(step, args=ocp.args.Composite(
-        **{item: ocp.args.StandardRestore(_abstract(flatten(template), device))}))
-    nnx.update(g, unflatten_into(template, dict(restored[item])))
-    mngr.close()
+
+    def restore(s: int):
+        item = "ema" if prefer_ema and (root / CKPT_DIR / str(s) / "ema").exists() else "g"
+        restored = mngr.restore(s, args=ocp.args.Composite(
+            **{item: ocp.args.StandardRestore(_abstract(flatten(template), device))}))
+        return unflatten_into(template, dict(restored[item]))
+
+    try:
+        if step is None:  # the latest step that restores (read only: nothing is moved)
+            _, state, _ = _newest_restorable(root / CKPT_DIR, mngr.all_steps(), restore)
+        else:  # the step asked for, or a one-line error
+            if not (root / CKPT_DIR / str(step)).is_dir():
+                raise FileNotFoundError(f"{root / CKPT_DIR / str(step)}: no such checkpoint step")
+            _, state, _ = _newest_restorable(root / CKPT_DIR, [step], restore)
+    finally:
+        mngr.close()
+    nnx.update(g, state)
     g.eval()
     return g

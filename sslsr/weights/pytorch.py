@@ -20,12 +20,16 @@ and ignored (PyTorch only reads it when momentum=None); modules that keep it rou
 Checkpoint wrappers: BasicSR saves `{'params': sd}` and, for GAN models, `{'params_ema': sd}`;
 KAIR and the official SwinIR save the bare dict; `nn.DataParallel` prefixes keys with 'module.'.
 Following BasicSR's `load_network`, `param_key='params'` is used when present, else 'params_ema'
-(pass `param_key='params_ema'` to prefer the EMA weights when both are stored).
+(pass `param_key='params_ema'` to prefer the EMA weights when both are stored); taking another
+key than the one asked for is not silent: one warning names the file and the key loaded. A file
+that does not fit the model raises `sslsr.errors.InputError` (a ValueError) naming the file
+(`sslsr.weights.read_state_dict` reports unreadable files).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +39,7 @@ import numpy as np
 from flax import nnx
 
 from sslsr import jax_private
+from sslsr.errors import InputError
 from sslsr.models import registry
 
 ARCHS = registry.names()  # every registered architecture converts
@@ -90,8 +95,9 @@ def load_state_dict(source: Any, param_key: str | None = "params") -> dict[str, 
     Unwraps BasicSR/KAIR wrappers ('params', 'params_ema', 'state_dict', ...; `param_key` first)
     and strips DataParallel's 'module.' prefix.
     """
+    where = "state dict"
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
+        path = where = os.fspath(source)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"convert: checkpoint {path!r} does not exist")
         if path.endswith(".safetensors"):
@@ -109,11 +115,16 @@ def load_state_dict(source: Any, param_key: str | None = "params") -> dict[str, 
     if not isinstance(source, Mapping):
         raise TypeError(f"convert: expected a state-dict mapping or a checkpoint path, got {type(source).__name__}")
     order = ([param_key] if param_key else []) + [k for k in _WRAPPER_KEYS if k != param_key]
+    taken = []
     for _ in range(3):  # wrappers can nest, e.g. {'state_dict': {'params': ...}}
-        inner = next((source[k] for k in order if isinstance(source.get(k), Mapping)), None)
-        if inner is None:
+        key = next((k for k in order if isinstance(source.get(k), Mapping)), None)
+        if key is None:
             break
-        source = inner
+        taken.append(key)
+        source = source[key]
+    ema_keys = ("params", "params_ema")  # BasicSR's two generators: say which one was taken
+    if param_key in ema_keys and param_key not in taken and any(k in ema_keys for k in taken):
+        warnings.warn(f"{where}: has no {param_key!r} weights; loaded {'/'.join(taken)!r}", stacklevel=2)
     out = {}
     for key, value in source.items():
         if not isinstance(key, str):
@@ -206,11 +217,12 @@ def from_torch(
         (f"buffers that do not match arch_kwargs ({len(bad_buffer)})", bad_buffer),
     ]
     if any(items for _, items in problems):
-        lines = [f"convert.from_torch({arch}, {arch_kwargs}): checkpoint does not fit the model"]
+        where = f"{os.fspath(state_dict)}: " if isinstance(state_dict, (str, os.PathLike)) else ""
+        lines = [f"{where}convert.from_torch({arch}, {arch_kwargs}): checkpoint does not fit the model"]
         for title, items in problems:
             if items:
                 lines.append(f"  {title}: " + ", ".join(items))
-        raise ValueError("\n".join(lines))
+        raise InputError("\n".join(lines))
     _fill_rng_state(module, seed)
     return module
 

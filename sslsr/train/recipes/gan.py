@@ -12,6 +12,13 @@ calls (it matters for that state) follows BasicSR: in the G losses the relativis
 the real batch then on the fake one, the plain GAN only on the fake one; the D update runs D on
 the real batch then on the fake one, never on a concatenation (that would mix the two batches'
 BatchNorm statistics).
+
+Gradient accumulation (`train.grad_accum` = k): one step is still one optimizer update of G and
+of D and one EMA update (step counts, schedules and checkpoints are in optimizer steps), made from
+the `train.batch_size` batch cut into k micro-batches inside the jitted step: first G's gradient
+over all k (each against D before its update), G update, then D's gradient over the k (real,
+detached fake) pairs, D update. `train.clip_grad_norm` clips each optimizer's gradient to that
+global norm before Adam.
 """
 
 from __future__ import annotations
@@ -183,15 +190,50 @@ def generator_grads(config: ml_collections.ConfigDict, ts: TrainState, frozen: F
     terms the loss terms computed (absent terms were not traced); sr the G output; g_rest / d_rest
     the non-parameter states of G / D after their forwards (None for D without a GAN term).
     """
-    dtype = compute_dtype(config.train.compute_dtype)
     g = Net.of(ts.g)
     d = Net.of(ts.d) if ts.d is not None else None
+    return _generator_grads(config, g, d, frozen, batch, key, use_tc)
+
+
+def _generator_grads(config, g: Net, d: Net | None, frozen: Frozen, batch: dict, key, use_tc: bool):
+    """`generator_grads` on split networks (their non-param states given explicitly)."""
+    dtype = compute_dtype(config.train.compute_dtype)
 
     def objective(params):
         return generator_losses(config.loss, params, g, d, frozen, batch, key, use_tc=use_tc, dtype=dtype)
 
     (_, (terms, sr, g_rest, d_rest)), grads = jax.value_and_grad(objective, has_aux=True)(g.params)
     return grads, terms, sr, g_rest, d_rest
+
+
+def micro_batches(tree, k: int):
+    """Leaves (B, ...) -> (k, B/k, ...). Micro-batch j holds rows j, j+k, j+2k, ...: the batch is
+    sharded over devices along B in contiguous blocks, so every micro-batch keeps rows on every
+    device (validate() requires B divisible by k * devices)."""
+    return jax.tree.map(lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1), tree)
+
+
+def accumulate(grad_fn: Callable, carry, micro, k: int):
+    """The mean gradient of `grad_fn` over k micro-batches, with the non-param state threaded.
+
+    grad_fn(carry, batch) -> (grads, carry, outputs); `micro` holds the k micro-batches stacked on
+    axis 0 (see `micro_batches`). Every loss here is a mean over equal-size micro-batches, so the
+    mean of their gradients is the gradient on the whole batch (exactly so for per-sample losses;
+    batch-coupled terms such as RaGAN's batch-mean logit or SSL's masked-pixel normalisation then
+    see one micro-batch). A scan, so the graph is compiled once whatever k is and only one
+    micro-batch's activations are alive at a time.
+    Returns (mean grads, final carry, outputs stacked on a leading axis of size k).
+    """
+    first = jax.tree.map(lambda x: x[0], micro)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(grad_fn, carry, first)[0])
+
+    def body(acc_carry, batch):
+        acc, c = acc_carry
+        grads, c, out = grad_fn(c, batch)
+        return (jax.tree.map(jnp.add, acc, grads), c), out
+
+    (total, carry), outs = jax.lax.scan(body, (zeros, carry), micro)
+    return jax.tree.map(lambda x: x / k, total), carry, outs
 
 
 def discriminator_grads(config: ml_collections.ConfigDict, d: Net, hr, fake):
@@ -229,14 +271,32 @@ def make_train_step(graphdef, frozen_graphdef, config: ml_collections.ConfigDict
     dtype = compute_dtype(config.train.compute_dtype)
     ema_decay = float(config.train.ema_decay)
     seed = int(config.seed)
+    k = int(config.train.grad_accum)
 
     def step_fn(state, frozen_state, batch, step, use_tc: bool = False):
         ts = nnx.merge(graphdef, state)
         frozen = nnx.merge(frozen_graphdef, cast_floating(frozen_state, dtype))
         key = jax.random.fold_in(jax.random.key(seed), step)
 
-        # G losses
-        g_grads, terms, sr, g_rest, d_rest = generator_grads(config, ts, frozen, batch, key, use_tc)
+        # G losses (over k micro-batches, all against D as it is before this step's D update)
+        if k == 1:
+            g_grads, terms, sr, g_rest, d_rest = generator_grads(config, ts, frozen, batch, key, use_tc)
+        else:
+            g0 = Net.of(ts.g)
+            d0 = Net.of(ts.d) if ts.d is not None else None
+
+            def g_micro(rests, mb):
+                g_rest, d_rest = rests
+                d = d0._replace(rest=d_rest) if d0 is not None else None
+                grads, terms, sr, g_rest, new_d_rest = _generator_grads(
+                    config, g0._replace(rest=g_rest), d, frozen, mb, key, use_tc)
+                # Without a GAN term D did not run: its state stays as it was.
+                return grads, (g_rest, d_rest if new_d_rest is None else new_d_rest), (terms, sr)
+
+            micro = micro_batches(batch, k)
+            g_grads, (g_rest, d_rest), (terms, sr) = accumulate(
+                g_micro, (g0.rest, d0.rest if d0 is not None else None), micro, k)
+            terms = jax.tree.map(lambda x: jnp.mean(x, axis=0), terms)
         metrics = dict(terms)
         metrics["grad_norm_g"] = _norm(g_grads)
         # G update
@@ -249,7 +309,16 @@ def make_train_step(graphdef, frozen_graphdef, config: ml_collections.ConfigDict
             d = Net.of(ts.d)
             if d_rest is not None:
                 d = d._replace(rest=d_rest)
-            d_grads, d_terms, d_rest = discriminator_grads(config, d, batch["hr"], jax.lax.stop_gradient(sr))
+            if k == 1:
+                d_grads, d_terms, d_rest = discriminator_grads(config, d, batch["hr"], jax.lax.stop_gradient(sr))
+            else:
+                def d_micro(rest, mb):
+                    grads, terms, rest = discriminator_grads(config, d._replace(rest=rest), mb["hr"], mb["sr"])
+                    return grads, rest, terms
+
+                d_grads, d_rest, d_terms = accumulate(
+                    d_micro, d.rest, {"hr": micro["hr"], "sr": jax.lax.stop_gradient(sr)}, k)
+                d_terms = jax.tree.map(lambda x: jnp.mean(x, axis=0), d_terms)
             metrics.update(d_terms)
             metrics["grad_norm_d"] = _norm(d_grads)
             # D update
@@ -265,19 +334,29 @@ def make_train_step(graphdef, frozen_graphdef, config: ml_collections.ConfigDict
     return step_fn
 
 
-def make_pretrain_step(graphdef, dtype: str = "float32") -> Callable:
-    """Returns `step_fn(state, batch) -> (state, metrics)`: one L1 update of G with `opt_pre`."""
+def make_pretrain_step(graphdef, dtype: str = "float32", grad_accum: int = 1) -> Callable:
+    """Returns `step_fn(state, batch) -> (state, metrics)`: one L1 update of G with `opt_pre`
+    (its gradient the mean over `grad_accum` micro-batches of `batch`)."""
     cdtype = compute_dtype(dtype)
 
     def step_fn(state, batch):
         ts = nnx.merge(graphdef, state)
         g = Net.of(ts.g)
 
-        def loss(params):
-            sr, rest = forward(g.graphdef, params, g.rest, batch["lr"], cdtype)
-            return jnp.mean(jnp.abs(sr - batch["hr"])), rest
+        def grads_of(rest, mb):
+            def loss(params):
+                sr, new_rest = forward(g.graphdef, params, rest, mb["lr"], cdtype)
+                return jnp.mean(jnp.abs(sr - mb["hr"])), new_rest
 
-        (l_pix, rest), grads = jax.value_and_grad(loss, has_aux=True)(g.params)
+            (l_pix, new_rest), grads = jax.value_and_grad(loss, has_aux=True)(g.params)
+            return grads, new_rest, l_pix
+
+        if grad_accum == 1:
+            grads, rest, l_pix = grads_of(g.rest, batch)
+        else:
+            micro = micro_batches({"lr": batch["lr"], "hr": batch["hr"]}, grad_accum)
+            grads, rest, l_pix = accumulate(grads_of, g.rest, micro, grad_accum)
+            l_pix = jnp.mean(l_pix)
         nnx.update(ts.g, rest)
         ts.opt_pre.update(ts.g, grads)
         return nnx.state(ts), {"l_pre_pix": l_pix, "grad_norm_g": _norm(grads)}
@@ -291,8 +370,14 @@ def _schedule(t: ml_collections.ConfigDict, base: float) -> optax.Schedule:
     return schedules.multistep(base, t.milestones, t.gamma)
 
 
-def _adam(t, base: float) -> optax.GradientTransformation:
-    return optax.adam(_schedule(t, base), b1=t.betas[0], b2=t.betas[1])
+def _adam(t, lr) -> optax.GradientTransformation:
+    """Adam with `lr` (a float or a schedule of the optimizer-step count), after clipping the
+    gradient to a global norm of `train.clip_grad_norm` when that is > 0 (the logged grad_norm_*
+    are the norms before clipping)."""
+    adam = optax.adam(lr, b1=t.betas[0], b2=t.betas[1])
+    if t.clip_grad_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(float(t.clip_grad_norm)), adam)
+    return adam  # no chain when off: the optimizer state (and old checkpoints) keep their structure
 
 
 def init_generator(config: ml_collections.ConfigDict) -> nnx.Module:
@@ -407,16 +492,16 @@ class GANRecipe:
         t = config.train
         g = init_generator(config)
         d = build_discriminator(config)
-        ts = TrainState(g, _adam(t, t.lr_g), d=d, tx_d=_adam(t, t.lr_d) if d is not None else None,
-                        ema=t.ema_decay > 0, tx_pre=optax.adam(t.pretrain_lr, b1=t.betas[0], b2=t.betas[1])
-                        if t.pretrain_steps else None)
+        ts = TrainState(g, _adam(t, _schedule(t, t.lr_g)), d=d,
+                        tx_d=_adam(t, _schedule(t, t.lr_d)) if d is not None else None,
+                        ema=t.ema_decay > 0, tx_pre=_adam(t, t.pretrain_lr) if t.pretrain_steps else None)
         ts.train()
         upscaler = NetworkUpscaler(g)  # an eval-mode view of G's structure; weights come per validation
         graphdef, state = nnx.split(ts)
         frozen_graphdef, frozen_state = nnx.split(build_frozen(config))
 
         main = make_train_step(graphdef, frozen_graphdef, config)
-        pre = make_pretrain_step(graphdef, t.compute_dtype)
+        pre = make_pretrain_step(graphdef, t.compute_dtype, t.grad_accum)
         tc_start = config.loss.tc_start if config.loss.tc_weight else None
         eval_key = "ema" if t.ema_decay > 0 else "g"
         stages = []
