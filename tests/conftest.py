@@ -42,3 +42,15 @@ def photos() -> dict[str, np.ndarray]:
         "coffee": data.coffee(),
         "rocket": data.rocket(),
     }
+
+
+def run_cli(main, prog: str, *args) -> None:
+    """Runs an absl CLI's `main` in-process with `args` parsed as its flags (then unparsed, so the
+    next call starts from the defaults)."""
+    from absl import flags
+
+    argv = flags.FLAGS([prog, *map(str, args)])
+    try:
+        main(argv)
+    finally:
+        flags.FLAGS.unparse_flags()

@@ -6,13 +6,13 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from absl import flags
 from flax import nnx
 
 from sslsr.errors import UserError
 from sslsr.models import registry
 from sslsr.weights import Generator, load_generator, open_generator, save
 from tests.spandrel_stub import import_spandrel
+from tests.conftest import run_cli
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -113,11 +113,7 @@ def test_writers_leave_no_partial_file(tmp_path, monkeypatch):
 def run_export(*args):
     from sslsr import export
 
-    argv = flags.FLAGS(["export", *map(str, args)])
-    try:
-        export.main(argv)
-    finally:
-        flags.FLAGS.unparse_flags()
+    run_cli(export.main, "export", *args)
 
 
 def test_export_cli_from_a_file_and_its_errors(tmp_path):

@@ -21,6 +21,7 @@ LAYERS = {
     "sslsr.jax_private": 0,
     "sslsr.cli": 0,
     "sslsr.errors": 0,
+    "sslsr.files": 0,
     "sslsr.inference": 2,
     "sslsr.metrics": 2,
     "sslsr.convert": 2,

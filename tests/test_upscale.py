@@ -9,7 +9,6 @@ import cv2
 import jax
 import numpy as np
 import pytest
-from absl import flags
 from flax import nnx
 from PIL import Image
 
@@ -17,6 +16,7 @@ from sslsr import inference, upscale
 from sslsr.cli import UserError
 from sslsr.data.imresize import imresize
 from sslsr.models import MSRResNet
+from tests.conftest import run_cli
 
 ARCH = ["--arch", "MSRResNet", "--arch_kwargs", "num_feat=8,num_block=1,upscale=4"]
 
@@ -38,11 +38,7 @@ def tiny(tmp_path_factory):
 
 
 def cli(*args):
-    argv = flags.FLAGS(["upscale", *map(str, args)])
-    try:
-        upscale.main(argv)
-    finally:
-        flags.FLAGS.unparse_flags()
+    run_cli(upscale.main, "upscale", *args)
 
 
 def forward(up, x, **kw):

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from sslsr.errors import InputError
+from sslsr.files import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -103,22 +104,8 @@ def write_png(path: str | os.PathLike, img: np.ndarray) -> None:
         raise ValueError(f"{path}: write_png expects (H, W), (H, W, 1) or (H, W, 3), got {img.shape}")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
-    _write_atomically(pathlib.Path(path), lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
-
-
-def _write_atomically(path: pathlib.Path, save) -> None:
-    """`save(tmp)` beside `path`, then renamed over it: the file appears whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        if e.errno is not None and e.filename is None:  # Pillow's errors do not say which file
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (full disk) leaves nothing behind
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -219,7 +206,8 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
             Image.fromarray(img).save(tmp, format=fmt, **({} if fmt == "PNG" else {"quality": 95}))
     else:
         raise ValueError(f"{path}: expected uint8 or uint16 samples, got {img.dtype}")
-    _write_atomically(path, save)
+    with atomic_path(path) as tmp:
+        save(tmp)
 
 
 def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:

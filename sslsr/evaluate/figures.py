@@ -28,9 +28,10 @@ from PIL import Image, ImageDraw, ImageFont
 from sslsr import edges
 from sslsr.errors import UserError
 # The tables here show the same numbers as results.md, in the same format.
-from sslsr.evaluate.reports import _HEADERS as TABLE_HEADERS
-from sslsr.evaluate.reports import _fmt
+from sslsr.evaluate.reports import HEADERS as TABLE_HEADERS
+from sslsr.evaluate.reports import format_value
 from sslsr.evaluate.scoring import LOWER_IS_BETTER, METRICS
+from sslsr.files import write_text
 
 FIGURE_DIR = "figures"
 REPORT_FILE = "report.html"
@@ -225,7 +226,7 @@ def table_cells(runs: Sequence[Run]) -> tuple[list[str], list[list[str]], list[l
         finite = [x for x in column if math.isfinite(x)]
         for r, x in enumerate(column):
             best[r][c] = bool(finite) and x == max(finite)
-    rows = [[method] + [_fmt(m, v) for v, m in zip(vals, [m for _ in datasets for m in metrics])]
+    rows = [[method] + [format_value(m, v) for v, m in zip(vals, [m for _ in datasets for m in metrics])]
             for (method, _), vals in zip(entries, values)]
     return header, rows, best
 
@@ -256,15 +257,6 @@ td,th{border:1px solid #bbb;padding:.3em .6em;text-align:right}td:first-child,th
 td.best{font-weight:bold;background:#e8f4e8}img.figure{max-width:100%;image-rendering:pixelated}
 .full{display:flex;flex-wrap:wrap;gap:.8em}.full figure{margin:0;width:23em}.full img{width:100%}
 figcaption{font-size:.9em}"""
-
-
-def _write_text(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_report(out_dir: str | os.PathLike, results: dict, images: Sequence[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]],
@@ -308,7 +300,7 @@ def write_report(out_dir: str | os.PathLike, results: dict, images: Sequence[tup
         written.append(path)
         full = [(r.method, r.sr_path(dataset, name)) for r in runs]
         sections.append((dataset, name, path, full))
-    _write_text(out_dir / REPORT_FILE, _report_html(out_dir, runs, sections))
+    write_text(out_dir / REPORT_FILE, _report_html(out_dir, runs, sections))
     return written
 
 

@@ -14,7 +14,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-_HEADERS = {"psnr": "PSNR↑", "ssim": "SSIM↑", "lpips": "LPIPS↓", "dists": "DISTS↓"}
+from sslsr.files import atomic_path, write_text
+
+HEADERS = {"psnr": "PSNR↑", "ssim": "SSIM↑", "lpips": "LPIPS↓", "dists": "DISTS↓"}
 _FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "dists": "{:.4f}"}
 
 
@@ -68,7 +70,7 @@ def _json_safe(x):
     return x
 
 
-def _fmt(metric: str, value: float) -> str:
+def format_value(metric: str, value: float) -> str:
     return "inf" if math.isinf(value) else ("–" if math.isnan(value) else _FORMATS[metric].format(value))
 
 
@@ -76,10 +78,10 @@ def results_table(results: dict) -> str:
     """Markdown table: one row per method (bicubic first), columns dataset x metric."""
     cfg = results["config"]
     datasets, metrics = cfg["datasets"], cfg["metrics"]
-    header = ["Method"] + [f"{ds} {_HEADERS[m]}" for ds in datasets for m in metrics]
+    header = ["Method"] + [f"{ds} {HEADERS[m]}" for ds in datasets for m in metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in ("Bicubic", cfg["model"]):
-        cells = [method] + [_fmt(m, results["means"][ds][method][m]) for ds in datasets for m in metrics]
+        cells = [method] + [format_value(m, results["means"][ds][method][m]) for ds in datasets for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -101,12 +103,12 @@ def write_markdown(path: pathlib.Path, results: dict) -> None:
     md.append(f"Images per dataset: {counts}.")
     for line in results["skipped"].values():
         md.append(f"\n{line}")
-    path.write_text("\n".join(md) + "\n")
+    write_text(path, "\n".join(md) + "\n")
 
 
 def write_csv(path: pathlib.Path, rows: list[Row], metrics: list[str]) -> None:
     """results.csv: one line per (dataset, image, method), full-precision values."""
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["dataset", "image", "method", *metrics, "seconds"])
         for r in rows:
@@ -116,7 +118,7 @@ def write_csv(path: pathlib.Path, rows: list[Row], metrics: list[str]) -> None:
 
 def write_json(path: pathlib.Path, results: dict) -> None:
     """results.json: `results` with inf/nan written as strings."""
-    path.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
+    write_text(path, json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
 
 
 def write_reports(out_dir: pathlib.Path, rows: list[Row], results: dict) -> None:

@@ -26,6 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from sslsr.files import write_text
 from sslsr.train.config import error
 
 METRICS = ("psnr", "ssim", "lpips")
@@ -119,13 +120,6 @@ class Validator:
         return {m: float(np.mean(v)) for m, v in values.items()}, grids
 
 
-def _write_json_atomic(path: str, obj: dict) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 class BestCheckpoint:
     """Keeps `<workdir>/best` at the validation with the best `config.log.best_metric`.
 
@@ -171,8 +165,8 @@ class BestCheckpoint:
                 manager.delete(old)
         self._checkpointer.save(step, {"g": eval_state})
         if jax.process_index() == 0:
-            _write_json_atomic(os.path.join(self.root, BEST_RECORD),
-                               {"metric": self.metric, "value": value, "step": int(step)})
+            write_text(os.path.join(self.root, BEST_RECORD),
+                       json.dumps({"metric": self.metric, "value": value, "step": int(step)}))
         self.value = value
         return True
 

@@ -16,6 +16,8 @@ import string
 import ml_collections
 import numpy as np
 
+from sslsr.files import write_text
+
 RUN_ID_FILE = "wandb_run_id"
 
 
@@ -27,10 +29,7 @@ def run_id(workdir: str) -> str:
             return f.read().strip()
     # W&B's own id format (8 characters of [a-z0-9]); wandb has no public generator for it.
     new = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(new + "\n")
-    os.replace(tmp, path)
+    write_text(path, new + "\n")
     return new
 
 

@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from sslsr.errors import UserError
+from sslsr.files import write_text
 from sslsr.models import registry
 
 CONFIG_FILE = "config.json"
@@ -69,13 +70,7 @@ def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Writes `<workdir>/config.json` whole or not at all (a full disk leaves the old one)."""
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
-        path = pathlib.Path(workdir) / CONFIG_FILE
-        tmp = path.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(config.to_json_best_effort(indent=2))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_text(pathlib.Path(workdir) / CONFIG_FILE, config.to_json_best_effort(indent=2))
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

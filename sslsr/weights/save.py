@@ -20,6 +20,7 @@ import pathlib
 
 import numpy as np
 
+from sslsr import files
 from sslsr.errors import UserError
 from sslsr.models import registry
 from sslsr.weights import Generator
@@ -45,17 +46,11 @@ def atomic_path(path: str | os.PathLike):
     """Yields a temporary path beside `path`; renamed to `path` when the block succeeds, removed
     otherwise. An unwritable folder is a UserError naming `path`."""
     path = check_writable(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # writers may create the file 0600 (safetensors does)
-        os.replace(tmp, path)
+        with files.atomic_path(path) as tmp:
+            yield tmp
     except OSError as e:
         raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def param_key(gen: Generator) -> str:
