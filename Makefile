@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml
 	# jax2onnx (ONNX export) declares orbax-checkpoint<0.11.37, which would downgrade our pin:
 	# --no-deps, with onnx/onnx-ir/onnxruntime from the onnx extra.
 	$(PY) -m pip install -q --no-deps spandrel==0.4.2 jax2onnx==0.17.1
+	# MTCNN's weights (facenet_pytorch/data/{pnet,rnet,onet}.pt, sslsr.faces.detect); --no-deps
+	# because it pins torch<2.3, numpy<2 and torchvision. Its files are read without torch
+	# (sslsr.weights.facenet); the package is never imported.
+	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 install: $(STAMP)

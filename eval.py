@@ -20,13 +20,13 @@ import pathlib
 from absl import flags
 
 from sslsr import upscale
-from sslsr.cli import UserError, run
+from sslsr.cli import UserError, define_out, run
 
 flags.adopt_module_key_flags(upscale)
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["Set5", "Set14", "Urban100"], "Dataset folders under --data_root, or 'demo'.")
 flags.DEFINE_string("data_root", None, "Folder holding the datasets (BasicSR layout <name>/HR, <name>/LR_bicubic/X<s>).")
-flags.DEFINE_string("out", None, "Output folder (required).")
+define_out("Output folder (required).")
 flags.DEFINE_list("metrics", ["psnr", "ssim", "lpips", "dists"], "Metrics to compute.")
 flags.DEFINE_integer("hr_mod", None, "Mod-crop of HR when LR is made from HR (default: scale).")
 flags.DEFINE_bool("save_images", True, "Write the SR images.")

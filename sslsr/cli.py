@@ -26,6 +26,18 @@ from sslsr.errors import UserError
 _DEBUG = flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 
 EXIT_USER_ERROR = 2
+
+
+def define_out(help_text: str) -> flags.FlagHolder:
+    """`--out`, for the CLIs that take one (eval: a report folder, adapt: an image).
+
+    absl flags are process-global and two modules may not define one name, yet a process may
+    import both CLIs (the tests do): the second definition reuses the first's flag. Only one of
+    them runs per command line, so the flag holds what that command asked for.
+    """
+    if "out" in flags.FLAGS:
+        return flags.FlagHolder(flags.FLAGS, flags.FLAGS["out"])
+    return flags.DEFINE_string("out", None, help_text)
 # The storage errors a user fixes by freeing space or raising a limit, not by reading a traceback.
 _STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 

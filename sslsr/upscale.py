@@ -12,7 +12,8 @@ fixed shape by default (--tile), so a folder of many sizes compiles once, and co
 kept in a persistent cache across runs.
 
 The flags naming the model and how it runs (--checkpoint, --arch, --arch_kwargs, --scale, --tile,
---tile_overlap, --self_ensemble, --dtype) are defined here once; `eval.py` uses them too.
+--tile_overlap, --self_ensemble, --dtype; for diffusion models --sample_steps, --sample_seed,
+--autoencoder: docs/diffusion.md) are defined here once; `eval.py` uses them too.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ TILE_OVERLAP = flags.DEFINE_integer("tile_overlap", 32, "LR pixels shared by nei
 SELF_ENSEMBLE = flags.DEFINE_bool("self_ensemble", False, "Average over the 8 flips/transposes (x8 self-ensemble).")
 DTYPE = flags.DEFINE_string("dtype", "float32", "float32 | bfloat16 | float16: the model's parameters and activations.")
 BF16 = flags.DEFINE_bool("bf16", False, "Same as --dtype=bfloat16 (kept for existing command lines).")
+# Diffusion models only (sslsr.diffusion: configs/resshift*.py workdirs, ResShift's published files).
+SAMPLE_STEPS = flags.DEFINE_integer(
+    "sample_steps", None, "Diffusion checkpoints: sampling steps, 1..T (fewer: respaced like ResShift's "
+    "SpacedDiffusion). Default: the run's diffusion.sample_steps (all T = 15 for ResShift).")
+SAMPLE_SEED = flags.DEFINE_integer("sample_seed", None, "Diffusion checkpoints: the sampling seed (default: the "
+                                   "run's diffusion.sample_seed); an image's output depends on it and the image only.")
+AUTOENCODER = flags.DEFINE_string(
+    "autoencoder", None, "ResShift's autoencoder_vq_f4.pth, with --checkpoint resshift_realsrx4_s15_v1.pth: runs "
+    "ResShift's published x4 model (seed default 12345).")
 
 # Only `python -m sslsr.upscale` reads these (eval.py writes RGB PNGs at the model's scale).
 ALPHA = flags.DEFINE_enum(
@@ -85,6 +95,21 @@ def load_upscaler():
         compute_dtype(dtype)
     except ValueError as e:
         raise UserError(f"--dtype: {e}") from None
+    if _is_diffusion():
+        from sslsr.diffusion import open_published, open_sampler
+
+        if AUTOENCODER.value:
+            sampler = open_published(CHECKPOINT.value, AUTOENCODER.value, sample_steps=SAMPLE_STEPS.value,
+                                     seed=SAMPLE_SEED.value, dtype=dtype)
+        else:
+            sampler = open_sampler(CHECKPOINT.value, sample_steps=SAMPLE_STEPS.value, seed=SAMPLE_SEED.value,
+                                   dtype=dtype)
+        if SCALE.value is not None and SCALE.value != sampler.scale:
+            raise UserError(f"--scale: {SCALE.value}, but {CHECKPOINT.value} upscales x{sampler.scale}")
+        return sampler
+    for flag in (SAMPLE_STEPS, SAMPLE_SEED):
+        if flag.value is not None:
+            raise UserError(f"--{flag.name}: only for diffusion checkpoints; {CHECKPOINT.value} is not one")
     kwargs = parse_kwargs(ARCH_KWARGS.value)
     _check_arch(kwargs)
     model = load_generator(CHECKPOINT.value, arch=ARCH.value, **kwargs)
@@ -120,9 +145,23 @@ def _check_arch(kwargs: dict) -> None:
                         f"x{arch.scale(kwargs)}")
 
 
+def _is_diffusion() -> bool:
+    """--checkpoint is a diffusion training workdir, or a denoiser file with --autoencoder (a
+    sampler, not a generator, runs)."""
+    if AUTOENCODER.value:
+        return True
+    if not pathlib.Path(CHECKPOINT.value).is_dir():
+        return False
+    from sslsr.diffusion import is_diffusion_workdir
+
+    return is_diffusion_workdir(CHECKPOINT.value)
+
+
 def _tile() -> int | None:
     """The LR tile size the flags give (None: whole images), checked before anything is loaded."""
-    tile = DEFAULT_TILE if TILE.value is None else TILE.value
+    # A diffusion sampler chops large images itself, as ResShift does (sslsr.diffusion.sampler).
+    default = 0 if CHECKPOINT.value and _is_diffusion() else DEFAULT_TILE
+    tile = default if TILE.value is None else TILE.value
     if tile < 0:
         raise UserError(f"--tile: must be >= 0 (0: whole images), got {tile}")
     if tile and not 0 <= TILE_OVERLAP.value < tile:

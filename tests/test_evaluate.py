@@ -126,21 +126,13 @@ def tiny_weights(tmp_path):
 
 
 def test_eval_cli_with_weights_file(tmp_path, photos, tiny_weights):
-    import importlib.util
-    import pathlib
-
     from absl import flags
 
     model, path = tiny_weights
     _write_dataset(tmp_path / "data" / "Tiny", {"coffee": photos["coffee"][120:184, 200:248]}, with_lr=True)
-    import sys
-
-    cli = sys.modules.get("eval_cli")
-    if cli is None:  # executed once per process: eval.py defines absl flags globally
-        spec = importlib.util.spec_from_file_location("eval_cli", pathlib.Path(__file__).parents[1] / "eval.py")
-        cli = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(cli)
-        sys.modules["eval_cli"] = cli
+    # One module object per process for eval.py (the repository root is on sys.path): its absl
+    # flags are global, and other test files import it the same way.
+    import eval as cli
     argv = [
         "eval.py", f"--checkpoint={path}", "--arch=MSRResNet", "--arch_kwargs=num_feat=8,num_block=1,upscale=4",
         "--datasets=Tiny", f"--data_root={tmp_path / 'data'}", f"--out={tmp_path / 'out'}", "--metrics=psnr,ssim",

@@ -252,6 +252,13 @@ def test_rejects_integer_and_0_255_images():
         self_similarity_graph(u8[0], **kw)
     # Slight overshoot (an unclipped generator output) stays legal.
     assert np.isfinite(float(ssl_loss(sr * 1.2 - 0.1, hr, mask, **kw)))
+    # HR closed over by a jitted function is concrete while tracing: its range is still checked
+    # (eagerly), and a valid one traces.
+    hr_device = jnp.asarray(hr)
+    assert np.isfinite(float(jax.jit(lambda x: ssl_loss(x, hr_device, mask, **kw))(sr)))
+    hr_255 = hr_device * 255.0
+    with pytest.raises(ValueError, match="ssl_loss: hr must hold values"):
+        jax.jit(lambda x: ssl_loss(x, hr_255, mask, **kw))(sr)
 
 
 @pytest.mark.parametrize("bad", [0.0, -0.004, float("nan"), float("inf")])

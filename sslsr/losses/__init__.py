@@ -13,3 +13,9 @@ from sslsr.losses.gan import (
 )
 from sslsr.losses.perceptual import perceptual_loss
 from sslsr.losses.translational import translational_loss
+
+# The other GAN methods' terms (LDL, BebyGAN, SPSR); the resizers stay in sslsr.losses.bicubic.
+from sslsr.losses.bestbuddy import best_buddy_loss
+from sslsr.losses.gradient import gradient_map
+from sslsr.losses.ldl import artifact_loss, artifact_map
+from sslsr.losses.region import region_mask

@@ -128,7 +128,10 @@ def _check_image(name: str, arg: str, x) -> None:
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"{name}: {arg} must be a float image in [0, 1], got dtype {dtype} (divide by 255)")
     if _is_concrete(x) and np.size(x):
-        lo, hi = float(jnp.min(x)), float(jnp.max(x))
+        # A concrete array closed over by a jitted function reaches here while tracing: evaluate
+        # the range eagerly instead of staging it into the trace (float() of a tracer fails).
+        with jax.ensure_compile_time_eval():
+            lo, hi = float(jnp.min(x)), float(jnp.max(x))
         # NaN compares False both ways: it is the loss's business (see the NaN rule), not a range.
         if hi > 1.5 or lo < -0.5:
             raise ValueError(

@@ -82,49 +82,89 @@ def _lrelu(x: jax.Array) -> jax.Array:
     return jax.nn.leaky_relu(x, 0.2)
 
 
+def vgg_trunk(module: nnx.Module, num_in_ch: int, num_feat: int, num_stages: int, conv_bias: bool,
+              rngs: nnx.Rngs) -> None:
+    """Sets the VGG-style conv/BN trunk of the mmsr/BasicSR discriminators and ranker on `module`.
+
+    Attributes `conv0_0`, `conv0_1`, `bn0_1`, then `conv{i}_0`, `bn{i}_0`, `conv{i}_1`, `bn{i}_1`
+    for i = 1..num_stages: channels f, 2f, 4f, 8f, 8f, ...; each stage halves the size (4x4
+    stride-2 conv). `conv0_0` always has a bias; the others have one when `conv_bias` (the
+    discriminators: no, RankSRGAN's ranker: yes). Run with `vgg_trunk_forward`.
+    """
+    f = num_feat
+    module.conv0_0 = _conv(num_in_ch, f, 3, 1, 1, True, rngs)
+    module.conv0_1 = _conv(f, f, 4, 2, 1, conv_bias, rngs)
+    module.bn0_1 = BatchNorm2d(f)
+    for i in range(1, num_stages + 1):
+        # (in, out) channels of the stride-1 conv; its stride-2 conv keeps out.
+        cin, cout = f * min(2 ** (i - 1), 8), f * min(2**i, 8)
+        setattr(module, f"conv{i}_0", _conv(cin, cout, 3, 1, 1, conv_bias, rngs))
+        setattr(module, f"bn{i}_0", BatchNorm2d(cout))
+        setattr(module, f"conv{i}_1", _conv(cout, cout, 4, 2, 1, conv_bias, rngs))
+        setattr(module, f"bn{i}_1", BatchNorm2d(cout))
+    module.num_stages = num_stages
+
+
+def vgg_trunk_forward(module: nnx.Module, x: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (N, H / 2**(num_stages + 1), ..., 8 * num_feat) through `vgg_trunk`'s layers."""
+    feat = _lrelu(module.conv0_0(x))
+    feat = _lrelu(module.bn0_1(module.conv0_1(feat)))
+    for i in range(1, module.num_stages + 1):
+        feat = _lrelu(getattr(module, f"bn{i}_0")(getattr(module, f"conv{i}_0")(feat)))
+        feat = _lrelu(getattr(module, f"bn{i}_1")(getattr(module, f"conv{i}_1")(feat)))
+    return feat
+
+
+# input size -> (stages after stage 0, spatial size at linear1). BasicSR has 128 and 256; mmsr's
+# Discriminator_VGG_192 (BebyGAN, ELAN-GAN) and RankSRGAN's Discriminator_VGG_296 have the same
+# layers and keys, with 5 and 4 stages (296 -> 148 -> 74 -> 37 -> 18 -> 9).
+_VGG_SIZES = {128: (4, 4), 192: (5, 3), 256: (5, 4), 296: (4, 9)}
+
+
 class VGGStyleDiscriminator(nnx.Module):
     """ESRGAN's VGG-style discriminator (BasicSR `VGGStyleDiscriminator`), NHWC.
 
-    (N, input_size, input_size, num_in_ch) -> (N, 1) logits. `input_size` is 128 or 256 (the
-    spatial size is fixed by `linear1`). 14,499,401 parameters for num_in_ch=3, num_feat=64 at 128.
+    (N, input_size, input_size, num_in_ch) -> (N, 1) logits. `input_size` is 128 or 256 as in
+    BasicSR, or 192 / 296 (mmsr's `Discriminator_VGG_192` / `_296`, same keys; see
+    `VGGDiscriminator192`); the spatial size is fixed by `linear1`. 14,499,401 parameters for
+    num_in_ch=3, num_feat=64 at 128.
     """
 
     def __init__(self, num_in_ch: int, num_feat: int, input_size: int = 128, *, rngs: nnx.Rngs):
-        if input_size not in (128, 256):
-            raise ValueError(f"VGGStyleDiscriminator: input_size must be 128 or 256, got {input_size}")
+        if input_size not in _VGG_SIZES:
+            raise ValueError(f"{type(self).__name__}: input_size must be one of {', '.join(map(str, _VGG_SIZES))}, "
+                             f"got {input_size}")
         self.input_size = input_size
-        f = num_feat
-        self.conv0_0 = _conv(num_in_ch, f, 3, 1, 1, True, rngs)
-        self.conv0_1 = _conv(f, f, 4, 2, 1, False, rngs)
-        self.bn0_1 = BatchNorm2d(f)
-        # (in, out) channels of the stride-1 conv of each later stage; its stride-2 conv keeps out.
-        stages = [(f, 2 * f), (2 * f, 4 * f), (4 * f, 8 * f), (8 * f, 8 * f)]
-        if input_size == 256:
-            stages.append((8 * f, 8 * f))
-        for i, (cin, cout) in enumerate(stages, start=1):
-            setattr(self, f"conv{i}_0", _conv(cin, cout, 3, 1, 1, False, rngs))
-            setattr(self, f"bn{i}_0", BatchNorm2d(cout))
-            setattr(self, f"conv{i}_1", _conv(cout, cout, 4, 2, 1, False, rngs))
-            setattr(self, f"bn{i}_1", BatchNorm2d(cout))
-        self.num_stages = len(stages)
-        self.linear1 = _linear(8 * f * 4 * 4, 100, rngs)
+        num_stages, side = _VGG_SIZES[input_size]
+        vgg_trunk(self, num_in_ch, num_feat, num_stages, False, rngs)
+        self.linear1 = _linear(8 * num_feat * side * side, 100, rngs)
         self.linear2 = _linear(100, 1, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.shape[1] != self.input_size or x.shape[2] != self.input_size:
             raise ValueError(
-                f"VGGStyleDiscriminator: expected {self.input_size}x{self.input_size} input, "
+                f"{type(self).__name__}: expected {self.input_size}x{self.input_size} input, "
                 f"got {x.shape[1]}x{x.shape[2]} (NHWC {x.shape})"
             )
-        feat = _lrelu(self.conv0_0(x))
-        feat = _lrelu(self.bn0_1(self.conv0_1(feat)))
-        for i in range(1, self.num_stages + 1):
-            feat = _lrelu(getattr(self, f"bn{i}_0")(getattr(self, f"conv{i}_0")(feat)))
-            feat = _lrelu(getattr(self, f"bn{i}_1")(getattr(self, f"conv{i}_1")(feat)))
+        feat = vgg_trunk_forward(self, x)
         # PyTorch flattens NCHW (channel-major); do the same so linear1's weights are shared.
         feat = jnp.transpose(feat, (0, 3, 1, 2)).reshape(feat.shape[0], -1)
         feat = _lrelu(self.linear1(feat))
         return self.linear2(feat)
+
+
+class VGGDiscriminator192(VGGStyleDiscriminator):
+    """mmsr's `Discriminator_VGG_192` (BebyGAN, ELAN-GAN): (N, 192, 192, C) -> (N, 1); same keys."""
+
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, *, rngs: nnx.Rngs):
+        super().__init__(num_in_ch, num_feat, 192, rngs=rngs)
+
+
+class VGGDiscriminator296(VGGStyleDiscriminator):
+    """RankSRGAN's `Discriminator_VGG_296`: (N, 296, 296, C) -> (N, 1); same keys."""
+
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, *, rngs: nnx.Rngs):
+        super().__init__(num_in_ch, num_feat, 296, rngs=rngs)
 
 
 class UNetDiscriminatorSN(nnx.Module):

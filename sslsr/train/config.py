@@ -31,6 +31,20 @@ def error(field: str, msg: str) -> ConfigError:
     return ConfigError(f"config.{field}: {msg}")
 
 
+def check_ssl(loss: ml_collections.ConfigDict, hr_patch: int) -> None:
+    """The SSL fields of a `loss` group (`ssl_search`, `ssl_window`, `ssl_h`, `ssl_mask_stride`)
+    against the HR patch size; ConfigError naming the field. Recipes call it when SSL is on."""
+    if loss.ssl_search % 2 == 0 or loss.ssl_window % 2 == 0 or loss.ssl_window > loss.ssl_search:
+        raise error("loss.ssl_search", f"search ({loss.ssl_search}) and window ({loss.ssl_window}) "
+                    "must be odd with window <= search")
+    if hr_patch <= loss.ssl_search // 2:
+        raise error("data.hr_patch", f"{hr_patch} too small for reflect padding by ssl_search//2={loss.ssl_search // 2}")
+    if loss.ssl_h <= 0:
+        raise error("loss.ssl_h", f"must be > 0, got {loss.ssl_h}")
+    if loss.ssl_mask_stride < 1:
+        raise error("loss.ssl_mask_stride", f"must be >= 1, got {loss.ssl_mask_stride}")
+
+
 def base_config() -> ml_collections.ConfigDict:
     """ESRGAN-SSL (the paper's main run) with every field the trainer reads."""
     c = ml_collections.ConfigDict()
@@ -117,6 +131,17 @@ def base_config() -> ml_collections.ConfigDict:
     # Real-ESRGAN's targets: L1 and perceptual terms against the USM-sharpened HR (sslsr.data.usm).
     c.loss.pixel_gt_usm = False
     c.loss.perceptual_gt_usm = False
+    # The terms of the other GAN methods (sslsr/train/recipes/gan_terms.py, docs/methods.md), all off:
+    c.loss.artifact_weight = 0.0  # LDL: L1 of the artifact-map-weighted SR vs HR (map from the EMA G)
+    c.loss.bestbuddy_weight = 0.0  # BebyGAN: best-buddy L1 (its configs set pixel_weight 0)
+    c.loss.backprojection_weight = 0.0  # BebyGAN: L1(MATLAB-bicubic SR down to LR size, LR)
+    c.loss.gan_region_mask = False  # BebyGAN: D sees real and fake x the textured-region mask of HR
+    c.loss.gradient_weight = 0.0  # SPSR: MSE of the gradient maps of SR and HR
+    c.loss.branch_weight = 0.0  # SPSR: L1 of the gradient branch's output vs HR's gradient map
+    c.loss.gradient_gan_weight = 0.0  # SPSR: GAN term of a second D (discriminator.*) on gradient maps
+    c.loss.rank_weight = 0.0  # RankSRGAN: weight x sum over the batch of sigmoid(Ranker(SR))
+    c.loss.rank_weights = ""  # the ranker .pth (mmsr_Ranker_PI.pth); 'random': untrained (demos)
+    c.loss.rank_grad = True  # False: no gradient through the ranker (the SSL paper's code)
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 100
@@ -151,11 +176,25 @@ def variants(arg: str | None, known: Iterable[str], source: str) -> set[str]:
     return chosen
 
 
+def sibling_config(config_file: str, name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of configs/<name>.py, the file beside `config_file` (a config's
+    `__file__`): e.g. a method's baseline is its SSL config with the SSL term off."""
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location(name, pathlib.Path(config_file).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
 def scale(c: ml_collections.ConfigDict) -> int:
     """The run's upscaling factor: the one the generator's constructor keywords give."""
     from sslsr.models import registry
 
     value = registry.architecture(c.generator.arch).scale(dict(c.generator.kwargs))
+    if value is None and "diffusion" in c:  # a denoiser has no factor: ResShift's `sf` (checked by the recipe)
+        value = int(c.diffusion.sf)
     if value is None:
         raise error("generator.kwargs", f"{c.generator.arch} declares no upscaling factor")
     return value
@@ -208,6 +247,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if c.recipe not in recipes.RECIPES:
         raise error("recipe", f"must be one of {tuple(recipes.RECIPES)}, got {c.recipe!r}")
     generators = registry.names(registry.GENERATOR)
+    if "diffusion" in c:  # a diffusion recipe trains a denoiser (sslsr.train.recipes.resshift)
+        generators = registry.names(registry.DENOISER)
     if c.generator.arch not in generators:
         raise error("generator.arch", f"must be one of {generators}, got {c.generator.arch!r}")
     s = scale(c)

@@ -215,7 +215,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state = sharding.replicate(setup.state, mesh)
     constants = sharding.replicate(setup.constants, mesh)
 
-    loader = _train_loader(config, recipe.loader_options(config), t.batch_size // jax.process_count())
+    per_process_batch = t.batch_size // jax.process_count()
+    # A recipe whose batches are not (LR, HR) patches (MetaF2N's tasks) builds its own stream.
+    own_loader = getattr(recipe, "train_loader", None)
+    loader = (own_loader(config, per_process_batch) if own_loader is not None
+              else _train_loader(config, recipe.loader_options(config), per_process_batch))
     data_iter = iter(loader)
     checkpointer = ckpt_lib.Checkpointer(workdir, keep=config.log.keep)
     start, state = checkpointer.restore_latest(state, data_iter, sharding=rep)

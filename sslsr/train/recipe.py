@@ -92,6 +92,10 @@ class Recipe(Protocol):
         (e.g. whether batches carry an edge mask)."""
         ...
 
+    # Optional: `train_loader(config, per_process_batch) -> grain IterDataset` for a recipe whose
+    # batches are not (LR, HR) patches (MetaF2N's tasks); the loop then uses it instead of
+    # `sslsr.data.pipeline.make_train_loader` (its iterator state is checkpointed the same way).
+
     def setup(self, config: ml_collections.ConfigDict) -> Setup:
         """Builds the modules, optimisers and steps `config` describes."""
         ...

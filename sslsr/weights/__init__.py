@@ -5,6 +5,7 @@
 feature networks), `ncnn` (ncnn .param/.bin), `detect` (the architecture of a state dict from its
 keys), `zoo` (named pretrained models), `save` (.pth / .safetensors / ONNX writers).
 `load_generator` opens any generator source for inference; `open_generator` also says what it is.
+`load_ranker` opens RankSRGAN's ranker.
 """
 
 from __future__ import annotations
@@ -188,3 +189,36 @@ def open_generator(
     if arch is not None and arch not in registry.names(registry.GENERATOR):
         raise UserError(f"--arch: {arch!r} is not one of {', '.join(registry.names(registry.GENERATOR))}")
     return _file(path, arch, param_key, arch_kwargs)
+
+
+def load_ranker(path: str | os.PathLike, **kwargs) -> nnx.Module:
+    """RankSRGAN's ranker (`RankerVGG12`, e.g. its `mmsr_Ranker_PI.pth`).
+
+    `in_nc` and `nf` are read from the file; `kwargs` override them. The module is in train mode
+    (BatchNorm on batch statistics), the mode RankSRGAN's rank-content loss runs it in; call
+    `.eval()` for the stored running statistics.
+
+    Raises:
+      UserError: one line naming the file: missing, unreadable, or not a `Ranker_VGG12_296` state
+        dict (saying what it holds when that is known).
+    """
+    from sslsr.weights import detect, pytorch
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such ranker file (RankSRGAN's Ranker_VGG12_296 weights, e.g. mmsr_Ranker_PI.pth)")
+    sd, _ = read_state_dict(path)
+    if detect.family(sd) != "RankerVGG12":
+        try:
+            found = f"it holds {detect.identify(sd, str(path))[0]} generator weights"
+        except UserError:
+            found = f"found {len(sd)} keys: {', '.join(list(sd)[:3])}, ..."
+        raise UserError(f"{path}: not a RankSRGAN ranker (Ranker_VGG12_296: conv0_0 ... conv4_1, bn*, "
+                        f"classifier.0/2); {found}")
+    first = sd["conv0_0.weight"]
+    kwargs = {"in_nc": first.shape[1], "nf": first.shape[0], **kwargs}
+    try:
+        model = pytorch.from_torch(sd, "RankerVGG12", **kwargs)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"{path}: {_one_line(e)}") from None
+    return model

@@ -195,7 +195,7 @@ def build_generator(config: ml_collections.ConfigDict, seed: int = 0) -> nnx.Mod
     return registry.build(config.generator.arch, rngs=nnx.Rngs(seed), **dict(config.generator.kwargs))
 
 
-def _resolve(path: str) -> tuple[pathlib.Path, int | None]:
+def resolve(path: str) -> tuple[pathlib.Path, int | None]:
     """workdir or `<workdir>/checkpoints[/<step>]` -> (workdir, step or None for the latest)."""
     p = pathlib.Path(path).expanduser().absolute()
     if (p / CONFIG_FILE).is_file():
@@ -213,18 +213,28 @@ def restore_generator(workdir: str, *, prefer_ema: bool = True) -> nnx.Module:
     Takes the EMA generator when the run kept one (and `prefer_ema`), else the trained G, from the
     latest checkpoint (or the given step directory).
     """
-    root, step = _resolve(workdir)
-    config = load_config(str(root))
+    root, _ = resolve(workdir)
+    g = build_generator(load_config(str(root)))
+    return restore_part(workdir, g, lambda s: "ema" if prefer_ema and (root / CKPT_DIR / str(s) / "ema").exists() else "g")
+
+
+def restore_part(workdir: str, module: nnx.Module, item) -> nnx.Module:
+    """`module` (built to the run's config) filled from one checkpoint item of a workdir, in eval mode.
+
+    item: the item name (e.g. 'mask', MetaF2N's MaskNet), or step -> item name. The latest step that
+    restores is used, or the step directory given.
+    """
+    root, step = resolve(workdir)
     mngr = ocp.CheckpointManager(root / CKPT_DIR, options=ocp.CheckpointManagerOptions(create=False, read_only=True, save_interval_steps=0))
-    g = build_generator(config)
-    template = nnx.state(g)
+    template = nnx.state(module)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    item_of = item if callable(item) else (lambda s: item)
 
     def restore(s: int):
-        item = "ema" if prefer_ema and (root / CKPT_DIR / str(s) / "ema").exists() else "g"
+        name = item_of(s)
         restored = mngr.restore(s, args=ocp.args.Composite(
-            **{item: ocp.args.StandardRestore(_abstract(flatten(template), device))}))
-        return unflatten_into(template, dict(restored[item]))
+            **{name: ocp.args.StandardRestore(_abstract(flatten(template), device))}))
+        return unflatten_into(template, dict(restored[name]))
 
     try:
         if step is None:  # the latest step that restores (read only: nothing is moved)
@@ -235,6 +245,6 @@ def restore_generator(workdir: str, *, prefer_ema: bool = True) -> nnx.Module:
             _, state, _ = _newest_restorable(root / CKPT_DIR, [step], restore)
     finally:
         mngr.close()
-    nnx.update(g, state)
-    g.eval()
-    return g
+    nnx.update(module, state)
+    module.eval()
+    return module

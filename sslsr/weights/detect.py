@@ -12,6 +12,17 @@
 - SRVGGNetCompact (`body.N` only): feat, convs, scale from the last conv; PReLU when the slopes
   are stored (a ReLU and a LeakyReLU file look identical: that is ambiguous).
 - MSRResNet (`body.N.conv1`, `upconv1`): feat, blocks, scale.
+- SPSRNet (`b_fea_conv.0`, `model.1.sub.N.RDB1...`; checked before the old ESRGAN renaming, whose
+  keys its trunk shares): nf, nb, gc, scale 2**(upsampling convs) (a x3 file looks like x2).
+- SRResNet, RankSRGAN's (`recon_trunk.N.conv1`, `LRconv`): nf, blocks, scale.
+- ELAN, the SSL paper's BasicSR port (`head.0`, `body.N.modules_lfe.lfe_J...`): c_elan, blocks,
+  n_share, r_expand, colors, scale; the window sizes, img_range and rgb_mean are not in the file
+  (ELAN's 4/8/16, 255 and DIV2K mean are assumed). The official repository's BatchNorm variant is
+  refused with one line.
+
+`family(sd)` recognises the networks that are not SR generators (ResShift's denoiser and
+autoencoder, RankSRGAN's ranker) so that a file given in the wrong place fails with one line
+saying what it holds.
 """
 
 from __future__ import annotations
@@ -22,11 +33,36 @@ import re
 import numpy as np
 
 from sslsr.errors import UserError
+from sslsr.models import registry
 
-KNOWN = "RRDBNet (new or old ESRGAN keys), SwinIR, SRVGGNetCompact or MSRResNet"
+KNOWN = "RRDBNet (new or old ESRGAN keys), SwinIR, SRVGGNetCompact, MSRResNet, SPSRNet, SRResNet (RankSRGAN) or ELAN"
 
 _OLD_ESRGAN_TAIL = {"model.3": "conv_up1", "model.6": "conv_up2", "model.8": "conv_hr", "model.10": "conv_last"}
 _OLD_BASICSR = {"trunk_conv": "conv_body", "upconv1": "conv_up1", "upconv2": "conv_up2", "HRconv": "conv_hr"}
+
+
+# Keys only these networks have (registry name -> keys that must all be present).
+_FAMILIES = {
+    "ResShiftUNet": ("time_embed.0.weight", "input_blocks.0.0.weight", "middle_block.0.in_layers.0.weight"),
+    "VQAutoencoder": ("quantize.embedding.weight", "encoder.conv_in.weight", "decoder.conv_in.weight"),
+    # Ranker_VGG12_296: the discriminators' trunk, but conv4_1 has a bias and the head is `classifier`.
+    "RankerVGG12": ("conv0_0.weight", "conv4_1.bias", "classifier.0.weight", "classifier.2.weight"),
+}
+
+
+def family(sd) -> str | None:
+    """The registry name of the non-generator network whose keys `sd` holds, else None."""
+    return next((name for name, keys in _FAMILIES.items() if all(k in sd for k in keys)), None)
+
+
+def holds_other(sd, arch: str | None, where: str) -> str | None:
+    """'<where> holds a <name> (<role>) state dict, not a <arch>' when `sd` is a network of
+    `family` other than `arch` (None: not an SR generator); None otherwise."""
+    name = family(sd)
+    if name is None or name == arch:
+        return None
+    expected = arch if arch is not None else "super-resolution generator"
+    return f"{where} holds a {name} ({registry.architecture(name).role}) state dict, not a {expected}"
 
 
 def _fail(where: str, sd: dict, problem: str) -> UserError:
@@ -141,13 +177,49 @@ def _srvgg(sd: dict, where: str):
     }
 
 
+def _shuffle_upscale(sd: dict) -> int:
+    """x4 = two pixel-shuffle convs `upconv1`/`upconv2`; else upconv1's channels give r*r."""
+    first, up1 = sd["conv_first.weight"], sd["upconv1.weight"]
+    return 4 if "upconv2.weight" in sd else math.isqrt(up1.shape[0] // first.shape[0])
+
+
 def _msrresnet(sd: dict, where: str):
     first = sd["conv_first.weight"]
-    up1 = sd["upconv1.weight"]
-    upscale = 4 if "upconv2.weight" in sd else math.isqrt(up1.shape[0] // first.shape[0])
     return {
         "num_in_ch": first.shape[1], "num_out_ch": sd["conv_last.weight"].shape[0], "num_feat": first.shape[0],
-        "num_block": len(_indices(sd, r"body\.(\d+)\.conv1\.")), "upscale": upscale,
+        "num_block": len(_indices(sd, r"body\.(\d+)\.conv1\.")), "upscale": _shuffle_upscale(sd),
+    }
+
+
+def _spsr(sd: dict, where: str):
+    first = sd["model.0.weight"]
+    n_up = len(_indices(sd, r"b_module\.(\d+)\.weight")) - 2  # b_HR_conv0, b_HR_conv1
+    return {
+        "in_nc": first.shape[1], "out_nc": sd["f_HR_conv1.0.weight"].shape[0], "nf": first.shape[0],
+        "nb": len(_indices(sd, r"model\.1\.sub\.(\d+)\.RDB1\.")),
+        "gc": sd["model.1.sub.0.RDB1.conv1.0.weight"].shape[0], "upscale": 2**n_up,
+    }
+
+
+def _srresnet(sd: dict, where: str):
+    first = sd["conv_first.weight"]
+    return {
+        "in_nc": first.shape[1], "out_nc": sd["conv_last.weight"].shape[0], "nf": first.shape[0],
+        "nb": len(_indices(sd, r"recon_trunk\.(\d+)\.conv1\.")), "upscale": _shuffle_upscale(sd),
+    }
+
+
+def _elan(sd: dict, where: str):
+    head = sd["head.0.weight"]
+    c_elan, colors = head.shape[0], head.shape[1]
+    if "body.0.modules_gmsa.gmsa_0.project_inp.1.running_mean" in sd:
+        raise _fail(where, sd, "the official ELAN's BatchNorm layout (only the BasicSR port is supported)")
+    depth = len(_indices(sd, r"body\.0\.modules_lfe\.lfe_(\d+)\.conv0\."))
+    expand = sd["body.0.modules_lfe.lfe_0.conv0.shift_conv.conv1x1.weight"].shape[0] // c_elan
+    return {
+        "colors": colors, "c_elan": c_elan, "n_share": depth - 1, "r_expand": expand,
+        "m_elan": depth * len(_indices(sd, r"body\.(\d+)\.modules_lfe\.")),
+        "scale": math.isqrt(sd["tail.0.weight"].shape[0] // colors),
     }
 
 
@@ -166,7 +238,14 @@ def identify(sd: dict[str, np.ndarray], where: str = "state dict"):
     Raises:
       UserError: one line naming what was found and what was expected.
     """
+    try:
+        if "b_fea_conv.0.weight" in sd:  # before normalize_keys: SPSR's trunk has old ESRGAN keys
+            return "SPSRNet", _spsr(sd, where), sd
+    except (KeyError, IndexError, ValueError) as e:
+        raise _fail(where, sd, f"incomplete SPSRNet weights ({type(e).__name__}: {e})") from None
     sd = normalize_keys(sd)
+    if other := holds_other(sd, None, where):
+        raise UserError(other)
     try:
         if "layers.0.residual_group.blocks.0.attn.qkv.weight" in sd:
             return "SwinIR", _swinir(sd, where), sd
@@ -174,6 +253,10 @@ def identify(sd: dict[str, np.ndarray], where: str = "state dict"):
             return "RRDBNet", _rrdbnet(sd, where), sd
         if "body.0.conv1.weight" in sd and "upconv1.weight" in sd:
             return "MSRResNet", _msrresnet(sd, where), sd
+        if "recon_trunk.0.conv1.weight" in sd and "LRconv.weight" in sd:
+            return "SRResNet", _srresnet(sd, where), sd
+        if "head.0.weight" in sd and "body.0.modules_lfe.lfe_0.conv0.shift_conv.conv1x1.weight" in sd:
+            return "ELAN", _elan(sd, where), sd
         if sd and all(k.startswith("body.") for k in sd) and "body.0.weight" in sd:
             return "SRVGGNetCompact", _srvgg(sd, where), sd
     except (KeyError, IndexError, ValueError, ZeroDivisionError) as e:

@@ -12,6 +12,13 @@ joined with '.' is the PyTorch key once the leaf is renamed and re-laid-out:
 | spectral norm `weight_orig` (HWIO) | `weight_orig` (OIHW) | transpose (3, 2, 0, 1) |
 | anything else (`bias`, `weight_u`, `weight_v`, `num_batches_tracked`, bias tables) | same name | |
 
+Originals whose nesting NNX names cannot spell (SPSRNet's `nn.Sequential` indices) map keys through
+the registry row's `torch_key`; a module PyTorch registers twice (two keys, one tensor) is the
+row's `torch_aliases` (checked equal on import, written twice on export). `from_torch(sd,
+"RRDBNet")` also accepts the old RRDBNet key names of mmsr / BebyGAN (`RRDB_trunk.N.RDB1.conv1`,
+`trunk_conv`, `upconv1`, `upconv2`, `HRconv`) and of the original ESRGAN (`model.1.sub.N...`),
+renamed by `sslsr.weights.detect.normalize_keys`; exports always use BasicSR's names.
+
 Buffers that PyTorch stores but the NNX modules recompute (the registry row's `torch_buffers`, e.g.
 SwinIR's `relative_position_index` and `attn_mask`) are checked against the recomputed values on import (or accepted when absent) and
 emitted on export. A BatchNorm `num_batches_tracked` that the NNX module does not keep is accepted
@@ -41,6 +48,7 @@ from flax import nnx
 from sslsr import jax_private
 from sslsr.errors import InputError
 from sslsr.models import registry
+from sslsr.weights import detect
 
 ARCHS = registry.names()  # every registered architecture converts
 
@@ -89,11 +97,18 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _strip_wrapper_prefixes(key: str) -> str:
+    """Drops DataParallel's 'module.' and torch.compile's '_orig_mod.' (in either nesting order)."""
+    while key.startswith(("module.", "_orig_mod.")):
+        key = key.removeprefix("module.").removeprefix("_orig_mod.")
+    return key
+
+
 def load_state_dict(source: Any, param_key: str | None = "params") -> dict[str, np.ndarray]:
     """A flat {PyTorch key: numpy array} from a mapping, a `.pth` or a `.safetensors` path.
 
     Unwraps BasicSR/KAIR wrappers ('params', 'params_ema', 'state_dict', ...; `param_key` first)
-    and strips DataParallel's 'module.' prefix.
+    and strips DataParallel's 'module.' and torch.compile's '_orig_mod.' prefixes.
     """
     where = "state dict"
     if isinstance(source, (str, os.PathLike)):
@@ -129,8 +144,16 @@ def load_state_dict(source: Any, param_key: str | None = "params") -> dict[str, 
     for key, value in source.items():
         if not isinstance(key, str):
             raise TypeError(f"convert: state-dict key {key!r} is not a string")
-        out[key.removeprefix("module.")] = _as_numpy(value)
+        out[_strip_wrapper_prefixes(key)] = _as_numpy(value)
     return out
+
+
+def _torch_targets(module: nnx.Module, spec: registry.Architecture) -> dict[str, tuple[str, nnx.Variable]]:
+    """`torch_variables` under the original's key names (the registry row's `torch_key`)."""
+    targets = torch_variables(module)
+    if spec.torch_key is None:
+        return targets
+    return {spec.torch_key(module, key): target for key, target in targets.items()}
 
 
 def torch_variables(module: nnx.Module) -> dict[str, tuple[str, nnx.Variable]]:
@@ -183,9 +206,12 @@ def from_torch(
     """
     spec = _architecture(arch)
     sd = load_state_dict(state_dict, param_key)
+    if arch == "RRDBNet":  # BebyGAN / mmsr / original ESRGAN files spell RRDBNet's keys the old way
+        sd = detect.normalize_keys(sd)
     module = abstract_model(arch, seed=seed, **arch_kwargs)
-    targets = torch_variables(module)
+    targets = _torch_targets(module, spec)
     buffers = spec.torch_buffers(module) if spec.torch_buffers else {}
+    aliases = spec.torch_aliases(module) if spec.torch_aliases else {}
 
     missing, unexpected, bad_shape, bad_buffer = [], [], [], []
     for key, (leaf, var) in targets.items():
@@ -202,7 +228,11 @@ def from_torch(
     for key, value in sd.items():
         if key in targets:
             continue
-        if key in buffers:
+        if key in aliases:
+            original = sd.get(aliases[key])
+            if original is not None and not np.array_equal(value, original):
+                bad_buffer.append(f"{key}: differs from {aliases[key]}, the same PyTorch module")
+        elif key in buffers:
             expected = buffers[key]
             if value.shape != expected.shape or not np.allclose(value, expected):
                 bad_buffer.append(f"{key}: {tuple(value.shape)} differs from the recomputed {expected.shape}")
@@ -217,6 +247,9 @@ def from_torch(
         (f"buffers that do not match arch_kwargs ({len(bad_buffer)})", bad_buffer),
     ]
     if any(items for _, items in problems):
+        name = os.fspath(state_dict) if isinstance(state_dict, (str, os.PathLike)) else "state dict"
+        if other := detect.holds_other(sd, arch, name):  # e.g. a denoiser file given as autoencoder
+            raise InputError(other)
         where = f"{os.fspath(state_dict)}: " if isinstance(state_dict, (str, os.PathLike)) else ""
         lines = [f"{where}convert.from_torch({arch}, {arch_kwargs}): checkpoint does not fit the model"]
         for title, items in problems:
@@ -231,11 +264,13 @@ def to_torch_state_dict(module: nnx.Module, arch: str) -> dict[str, np.ndarray]:
     """{PyTorch key: numpy array} loadable by the PyTorch original of `arch` (strict=True)."""
     spec = _architecture(arch)
     out = {}
-    for key, (leaf, var) in torch_variables(module).items():
+    for key, (leaf, var) in _torch_targets(module, spec).items():
         value = np.array(var.get_value())  # a writable copy (torch.from_numpy warns on read-only)
         if key.endswith("num_batches_tracked"):
             value = value.astype(np.int64)
         out[key] = _to_torch_layout(leaf, value)
     if spec.torch_buffers:
         out.update(spec.torch_buffers(module))
+    if spec.torch_aliases:
+        out.update({alias: out[key].copy() for alias, key in spec.torch_aliases(module).items()})
     return out

@@ -1,9 +1,13 @@
-"""The GAN recipe (ESRGAN / Real-ESRGAN / SwinIR-GAN, each optionally with SSL).
+"""The GAN recipe: ESRGAN, Real-ESRGAN, SwinIR-GAN, LDL, BebyGAN, SPSR, RankSRGAN and ELAN-GAN,
+each optionally with SSL (docs/methods.md lists their configs).
 
 One main step, in the order of the paper's description: G losses (L1, perceptual, LPIPS, GAN,
-SSL x beta, translational consistency), G update, D on the real and on the (detached) fake batch,
-D update, EMA of G. An optional L1 stage (`train.pretrain_steps`, its own Adam) runs before it.
-Loss weights are read from `config.loss` at trace time, so a weight of 0 removes the term from
+SSL x beta, translational consistency, and the method terms of `gan_terms`: LDL's artifact
+loss, BebyGAN's best-buddy and back-projection, SPSR's gradient losses and the GAN term of its
+gradient-map discriminator, RankSRGAN's rank-content loss), G update, D on the real and on the
+(detached) fake batch (BebyGAN: both region-masked), D update, the same for SPSR's second D on
+gradient maps, EMA of G. An optional L1 stage (`train.pretrain_steps`, its own Adam) runs before
+it. Loss weights are read from `config.loss` at trace time, so a weight of 0 removes the term from
 the compiled graph.
 
 Non-parameter state (BatchNorm statistics, spectral-norm vectors) changes on every training-mode
@@ -40,10 +44,13 @@ from sslsr.losses.perceptual import perceptual_loss
 from sslsr.models import registry
 from sslsr.models.precision import cast_floating, compute_dtype
 from sslsr.train import schedules
-from sslsr.train.config import error, scale
+from sslsr.train.config import check_ssl, error, scale
 from sslsr.train.recipe import Setup, Stage
+from sslsr.train.recipes import gan_terms
 
 GAN_TYPES = ("ragan", "vanilla")
+# Discriminators whose linear head fixes the input side (VGGStyleDiscriminator reads it from its kwargs).
+FIXED_INPUT = {"VGGDiscriminator192": 192, "VGGDiscriminator296": 296}
 # BasicSR/torchvision layer names: convI_J is the J-th conv of block I, taken before its ReLU.
 VGG_LAYERS = {
     "vgg16": ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1",
@@ -58,15 +65,19 @@ class TrainState(nnx.Module):
 
     `ema` is a full copy of G whose parameters are updated as ema = d * ema + (1 - d) * G after
     every step (BasicSR's `model_ema`: no bias correction, started from the initial G weights).
+    `d_grad` / `opt_d_grad`: SPSR's second discriminator, on gradient maps, with its own Adam.
     """
 
     def __init__(self, g: nnx.Module, tx_g: optax.GradientTransformation, *, d: nnx.Module | None = None,
                  tx_d: optax.GradientTransformation | None = None, ema: bool = False,
-                 tx_pre: optax.GradientTransformation | None = None):
+                 tx_pre: optax.GradientTransformation | None = None, d_grad: nnx.Module | None = None,
+                 tx_d_grad: optax.GradientTransformation | None = None):
         self.g = g
         self.opt_g = nnx.Optimizer(g, tx_g, wrt=nnx.Param)
         self.d = nnx.data(d)
         self.opt_d = nnx.data(nnx.Optimizer(d, tx_d, wrt=nnx.Param) if d is not None else None)
+        self.d_grad = nnx.data(d_grad)
+        self.opt_d_grad = nnx.data(nnx.Optimizer(d_grad, tx_d_grad, wrt=nnx.Param) if d_grad is not None else None)
         self.ema = None
         if ema:
             # Own buffers: the step donates its state, and donating one buffer twice is an error.
@@ -76,11 +87,14 @@ class TrainState(nnx.Module):
 
 
 class Frozen(nnx.Module):
-    """Networks that are inputs of the losses but never trained (VGG features, LPIPS)."""
+    """Networks that are inputs of the losses but never trained (VGG features, LPIPS, RankSRGAN's
+    ranker)."""
 
-    def __init__(self, vgg: nnx.Module | None = None, lpips: nnx.Module | None = None):
+    def __init__(self, vgg: nnx.Module | None = None, lpips: nnx.Module | None = None,
+                 ranker: nnx.Module | None = None):
         self.vgg = nnx.data(vgg)
         self.lpips = nnx.data(lpips)
+        self.ranker = nnx.data(ranker)
 
 
 class Net(NamedTuple):
@@ -95,14 +109,18 @@ class Net(NamedTuple):
         return cls(*nnx.split(module, nnx.Param, ...))
 
 
-def forward(graphdef, params, rest, x, dtype):
-    """A split module's training-mode forward in `dtype`: (float32 output, its new non-param state)."""
+def forward(graphdef, params, rest, x, dtype, method: str = "__call__"):
+    """A split module's training-mode forward in `dtype`: (float32 output, its new non-param state).
+
+    method: the module's method to call (SPSRNet's `with_branch` returns a tuple of outputs).
+    """
     # tree_map rebuilds the Variables inside the current trace, so the forward may mutate them.
     module = nnx.merge(graphdef, cast_floating(params, dtype), jax.tree.map(lambda v: v, rest))
-    y = module(x.astype(dtype))
+    y = getattr(module, method)(x.astype(dtype))
     _, new_rest = nnx.state(module, nnx.Param, ...)
     # Mutated state (BatchNorm statistics, spectral-norm vectors) keeps its stored dtypes.
-    return y.astype(jnp.float32), jax.tree.map(lambda n, o: n.astype(o.dtype), new_rest, rest)
+    return (jax.tree.map(lambda a: a.astype(jnp.float32), y),
+            jax.tree.map(lambda n, o: n.astype(o.dtype), new_rest, rest))
 
 
 def _norm(tree) -> jax.Array:
@@ -114,27 +132,71 @@ def ema_update(ema_params, params, decay: float):
     return jax.tree.map(lambda e, p: e * decay + p * (1.0 - decay), ema_params, params)
 
 
-def generator_losses(loss: ml_collections.ConfigDict, g_params, g: Net, d: Net | None, frozen: Frozen,
-                     batch: dict, key, *, use_tc: bool, dtype):
+def _gan_generator_term(loss: ml_collections.ConfigDict, d: Net, real, fake, dtype):
+    """G's adversarial term against D (its parameters fixed): (value, D's non-param state after).
+
+    The relativistic GAN runs D on the real batch then on the fake one, the plain GAN only on the
+    fake one (BasicSR's order).
+    """
+    d_params = jax.lax.stop_gradient(d.params)
+    if loss.gan_type == "ragan":
+        real_logits, rest = forward(d.graphdef, d_params, d.rest, real, dtype)
+        fake_logits, rest = forward(d.graphdef, d_params, rest, fake, dtype)
+        return gan_losses.ragan_generator_loss(real_logits, fake_logits), rest
+    fake_logits, rest = forward(d.graphdef, d_params, d.rest, fake, dtype)
+    return gan_losses.vanilla_generator_loss(fake_logits), rest
+
+
+def discriminator_inputs(loss: ml_collections.ConfigDict, name: str, hr, sr):
+    """What discriminator `name` ('d': images, 'd_grad': SPSR's gradient maps) sees of the real
+    and the fake batch, in G's GAN term and in its own update (BebyGAN: region-masked images)."""
+    if name == "d_grad":
+        from sslsr.losses.gradient import gradient_map
+
+        return gradient_map(hr), gradient_map(sr)
+    return gan_terms.region_masked(loss, hr, hr, sr)
+
+
+def generator_losses(loss: ml_collections.ConfigDict, g_params, g: Net, ds: dict[str, Net], frozen: Frozen,
+                     batch: dict, key, *, use_tc: bool, dtype, ema: Net | None = None):
     """G objective (`loss` = config.loss; zero weights are not traced).
 
     batch: {'lr' (B,h,w,3), 'hr' (B,h*s,w*s,3), 'mask' (B,h*s,w*s) when SSL is on} float32.
-    Returns (total, (terms, sr, g_rest, d_rest)): the weighted sum, every term computed, G's output
-    (B,h*s,w*s,3) float32, and the non-param states of G and D after their forwards (d_rest is
-    None when no GAN term ran D).
+    ds: the discriminators by name ('d'; 'd_grad' for SPSR's gradient-map one), each with the
+      non-param state to start from. ema: the EMA generator (LDL's artifact map), else None.
+    Returns (total, (terms, sr, g_rest, d_rests)): the weighted sum, every term computed, G's output
+    (B,h*s,w*s,3) float32, G's non-param state after its forwards, and {name: non-param state
+    after the forwards} of the discriminators a GAN term ran.
     """
     lr, hr = batch["lr"], batch["hr"]
-    sr, g_rest = forward(g.graphdef, g_params, g.rest, lr, dtype)
+    branch = None
+    if loss.branch_weight:  # SPSR: the gradient branch's output is a loss input too
+        (sr, branch), g_rest = forward(g.graphdef, g_params, g.rest, lr, dtype, method="with_branch")
+    else:
+        sr, g_rest = forward(g.graphdef, g_params, g.rest, lr, dtype)
     terms: dict[str, jax.Array] = {}
     total = jnp.zeros((), jnp.float32)
     w_pix, w_percep, w_lpips = float(loss.pixel_weight), float(loss.perceptual_weight), float(loss.lpips_weight)
-    w_gan = float(loss.gan_weight) if d is not None else 0.0
     w_ssl, w_tc = float(loss.ssl_weight), float(loss.tc_weight)
     hr_usm = usm_sharpen(hr) if loss.pixel_gt_usm or loss.perceptual_gt_usm else None
     if w_pix:
         target = hr_usm if loss.pixel_gt_usm else hr
         terms["l_g_pix"] = jnp.mean(jnp.abs(sr - target))
         total += w_pix * terms["l_g_pix"]
+    # The method terms (gan_terms): each {name: (weight, value)}, absent when its weights are 0.
+    method: gan_terms.Terms = {}
+    if loss.artifact_weight:
+        sr_ema, _ = forward(ema.graphdef, jax.lax.stop_gradient(ema.params), ema.rest, lr, dtype)
+        method.update(gan_terms.ldl_terms(loss, sr, sr_ema, hr))
+    if loss.bestbuddy_weight or loss.backprojection_weight:
+        method.update(gan_terms.bebygan_terms(loss, sr, lr, hr))
+    if loss.gradient_weight or loss.branch_weight:
+        method.update(gan_terms.spsr_terms(loss, sr, branch, hr))
+    if loss.rank_weight:
+        method.update(gan_terms.rank_terms(loss, sr, frozen.ranker, dtype))
+    for name, (weight, value) in method.items():
+        terms[name] = value
+        total += weight * value
     if w_percep:
         target = hr_usm if loss.perceptual_gt_usm else hr
         # VGG has no batch statistics, so SR and HR share one forward pass.
@@ -148,18 +210,13 @@ def generator_losses(loss: ml_collections.ConfigDict, g_params, g: Net, d: Net |
     if w_lpips:
         terms["l_g_lpips"] = jnp.mean(frozen.lpips(sr.astype(dtype), hr.astype(dtype)).astype(jnp.float32))
         total += w_lpips * terms["l_g_lpips"]
-    d_rest = None
-    if w_gan:
-        d_params = jax.lax.stop_gradient(d.params)
-        d_rest = d.rest
-        if loss.gan_type == "ragan":
-            real, d_rest = forward(d.graphdef, d_params, d_rest, hr, dtype)
-            fake, d_rest = forward(d.graphdef, d_params, d_rest, sr, dtype)
-            terms["l_g_gan"] = gan_losses.ragan_generator_loss(real, fake)
-        else:
-            fake, d_rest = forward(d.graphdef, d_params, d_rest, sr, dtype)
-            terms["l_g_gan"] = gan_losses.vanilla_generator_loss(fake)
-        total += w_gan * terms["l_g_gan"]
+    d_rests = {}
+    for name, weight_field, term in (("d", "gan_weight", "l_g_gan"), ("d_grad", "gradient_gan_weight", "l_g_gan_grad")):
+        weight = float(loss[weight_field])
+        if weight and name in ds:
+            real, fake = discriminator_inputs(loss, name, hr, sr)
+            terms[term], d_rests[name] = _gan_generator_term(loss, ds[name], real, fake, dtype)
+            total += weight * terms[term]
     if w_ssl:
         from sslsr.losses.ssl import ssl_loss
 
@@ -179,31 +236,39 @@ def generator_losses(loss: ml_collections.ConfigDict, g_params, g: Net, d: Net |
                                                            crop=crop, scale=sr.shape[1] // size)
         total += w_tc * terms["l_g_tc"]
     terms["l_g_total"] = total
-    return total, (terms, sr, g_rest, d_rest)
+    return total, (terms, sr, g_rest, d_rests)
+
+
+def discriminators(ts: TrainState) -> dict[str, Net]:
+    """{name: split network} of the discriminators the state holds ('d', then SPSR's 'd_grad')."""
+    return {name: Net.of(m) for name, m in (("d", ts.d), ("d_grad", ts.d_grad)) if m is not None}
 
 
 def generator_grads(config: ml_collections.ConfigDict, ts: TrainState, frozen: Frozen, batch: dict, key,
                     use_tc: bool = False):
-    """Gradient of the G objective w.r.t. G's parameters (D, VGG, LPIPS fixed).
+    """Gradient of the G objective w.r.t. G's parameters (Ds, EMA, VGG, LPIPS, ranker fixed).
 
     Returns (grads, terms, sr, g_rest, d_rest): grads an nnx.State like `nnx.state(ts.g, nnx.Param)`;
     terms the loss terms computed (absent terms were not traced); sr the G output; g_rest / d_rest
-    the non-parameter states of G / D after their forwards (None for D without a GAN term).
+    the non-parameter states of G / the image D after their forwards (None for D without a GAN term).
     """
-    g = Net.of(ts.g)
-    d = Net.of(ts.d) if ts.d is not None else None
-    return _generator_grads(config, g, d, frozen, batch, key, use_tc)
+    ema = Net.of(ts.ema) if ts.ema is not None else None
+    grads, terms, sr, g_rest, d_rests = _generator_grads(config, Net.of(ts.g), discriminators(ts), frozen, batch,
+                                                         key, use_tc, ema)
+    return grads, terms, sr, g_rest, d_rests.get("d")
 
 
-def _generator_grads(config, g: Net, d: Net | None, frozen: Frozen, batch: dict, key, use_tc: bool):
-    """`generator_grads` on split networks (their non-param states given explicitly)."""
+def _generator_grads(config, g: Net, ds: dict[str, Net], frozen: Frozen, batch: dict, key, use_tc: bool,
+                     ema: Net | None = None):
+    """`generator_grads` on split networks (their non-param states given explicitly); returns
+    (grads, terms, sr, g_rest, d_rests) with d_rests as `generator_losses`'."""
     dtype = compute_dtype(config.train.compute_dtype)
 
     def objective(params):
-        return generator_losses(config.loss, params, g, d, frozen, batch, key, use_tc=use_tc, dtype=dtype)
+        return generator_losses(config.loss, params, g, ds, frozen, batch, key, use_tc=use_tc, dtype=dtype, ema=ema)
 
-    (_, (terms, sr, g_rest, d_rest)), grads = jax.value_and_grad(objective, has_aux=True)(g.params)
-    return grads, terms, sr, g_rest, d_rest
+    (_, (terms, sr, g_rest, d_rests)), grads = jax.value_and_grad(objective, has_aux=True)(g.params)
+    return grads, terms, sr, g_rest, d_rests
 
 
 def micro_batches(tree, k: int):
@@ -266,7 +331,8 @@ def make_train_step(graphdef, frozen_graphdef, config: ml_collections.ConfigDict
     state: `nnx.state(TrainState)`; frozen_state: `nnx.state(Frozen)`; batch: {'lr' (B,h,w,3),
     'hr' (B,h*s,w*s,3), 'mask' (B,h*s,w*s) when SSL is on} float32; step: int32 scalar (the global
     step about to run, used for the random translational crops); use_tc: static bool.
-    metrics: every loss term, D's mean logits on real/fake, global grad/param norms of G (and D).
+    metrics: every loss term, D's mean logits on real/fake, global grad/param norms of G and of each
+    D (SPSR's gradient-map D: the same names with the suffix '_grad').
     """
     dtype = compute_dtype(config.train.compute_dtype)
     ema_decay = float(config.train.ema_decay)
@@ -277,25 +343,24 @@ def make_train_step(graphdef, frozen_graphdef, config: ml_collections.ConfigDict
         ts = nnx.merge(graphdef, state)
         frozen = nnx.merge(frozen_graphdef, cast_floating(frozen_state, dtype))
         key = jax.random.fold_in(jax.random.key(seed), step)
+        g0, ds = Net.of(ts.g), discriminators(ts)
+        ema = Net.of(ts.ema) if config.loss.artifact_weight else None
 
-        # G losses (over k micro-batches, all against D as it is before this step's D update)
+        # G losses (over k micro-batches, all against the Ds as they are before this step's D updates)
+        def g_micro(rests, mb):
+            g_rest, d_rests = rests
+            grads, terms, sr, g_rest, new_d_rests = _generator_grads(
+                config, g0._replace(rest=g_rest), {n: d._replace(rest=d_rests[n]) for n, d in ds.items()},
+                frozen, mb, key, use_tc, ema)
+            # A D that no GAN term ran keeps its state.
+            return grads, (g_rest, {**d_rests, **new_d_rests}), (terms, sr)
+
+        start = (g0.rest, {n: d.rest for n, d in ds.items()})
         if k == 1:
-            g_grads, terms, sr, g_rest, d_rest = generator_grads(config, ts, frozen, batch, key, use_tc)
+            g_grads, (g_rest, d_rests), (terms, sr) = g_micro(start, batch)
         else:
-            g0 = Net.of(ts.g)
-            d0 = Net.of(ts.d) if ts.d is not None else None
-
-            def g_micro(rests, mb):
-                g_rest, d_rest = rests
-                d = d0._replace(rest=d_rest) if d0 is not None else None
-                grads, terms, sr, g_rest, new_d_rest = _generator_grads(
-                    config, g0._replace(rest=g_rest), d, frozen, mb, key, use_tc)
-                # Without a GAN term D did not run: its state stays as it was.
-                return grads, (g_rest, d_rest if new_d_rest is None else new_d_rest), (terms, sr)
-
             micro = micro_batches(batch, k)
-            g_grads, (g_rest, d_rest), (terms, sr) = accumulate(
-                g_micro, (g0.rest, d0.rest if d0 is not None else None), micro, k)
+            g_grads, (g_rest, d_rests), (terms, sr) = accumulate(g_micro, start, micro, k)
             terms = jax.tree.map(lambda x: jnp.mean(x, axis=0), terms)
         metrics = dict(terms)
         metrics["grad_norm_g"] = _norm(g_grads)
@@ -304,27 +369,26 @@ def make_train_step(graphdef, frozen_graphdef, config: ml_collections.ConfigDict
         ts.opt_g.update(ts.g, g_grads)
         metrics["param_norm_g"] = _norm(nnx.state(ts.g, nnx.Param))
 
-        if ts.d is not None:
-            # D on real and on fake (from the state the G losses' D forwards left)
-            d = Net.of(ts.d)
-            if d_rest is not None:
-                d = d._replace(rest=d_rest)
-            if k == 1:
-                d_grads, d_terms, d_rest = discriminator_grads(config, d, batch["hr"], jax.lax.stop_gradient(sr))
-            else:
-                def d_micro(rest, mb):
-                    grads, terms, rest = discriminator_grads(config, d._replace(rest=rest), mb["hr"], mb["sr"])
-                    return grads, rest, terms
+        # Each D on real and on fake (from the state the G losses' D forwards left), then its update
+        fakes = {"hr": batch["hr"] if k == 1 else micro["hr"], "sr": jax.lax.stop_gradient(sr)}
+        for name, d in ds.items():
+            def d_micro(rest, mb, name=name, d=d):
+                real, fake = discriminator_inputs(config.loss, name, mb["hr"], mb["sr"])
+                grads, terms, rest = discriminator_grads(config, d._replace(rest=rest), real, fake)
+                return grads, rest, terms
 
-                d_grads, d_rest, d_terms = accumulate(
-                    d_micro, d.rest, {"hr": micro["hr"], "sr": jax.lax.stop_gradient(sr)}, k)
+            if k == 1:
+                d_grads, d_rest, d_terms = d_micro(d_rests[name], fakes)
+            else:
+                d_grads, d_rest, d_terms = accumulate(d_micro, d_rests[name], fakes, k)
                 d_terms = jax.tree.map(lambda x: jnp.mean(x, axis=0), d_terms)
-            metrics.update(d_terms)
-            metrics["grad_norm_d"] = _norm(d_grads)
-            # D update
-            nnx.update(ts.d, d_rest)
-            ts.opt_d.update(ts.d, d_grads)
-            metrics["param_norm_d"] = _norm(nnx.state(ts.d, nnx.Param))
+            suffix = name.removeprefix("d")  # '' for D, '_grad' for SPSR's gradient-map D
+            metrics.update({f"{t}{suffix}": v for t, v in d_terms.items()})
+            metrics[f"grad_norm_{name}"] = _norm(d_grads)
+            module = getattr(ts, name)
+            nnx.update(module, d_rest)
+            getattr(ts, f"opt_{name}").update(module, d_grads)
+            metrics[f"param_norm_{name}"] = _norm(nnx.state(module, nnx.Param))
 
         # EMA
         if ts.ema is not None:
@@ -396,15 +460,28 @@ def init_generator(config: ml_collections.ConfigDict) -> nnx.Module:
     return g
 
 
-def build_discriminator(config: ml_collections.ConfigDict) -> nnx.Module | None:
+def build_discriminator(config: ml_collections.ConfigDict, offset: int = 1) -> nnx.Module | None:
+    """`config.discriminator`, seeded with config.seed + offset (SPSR's gradient-map D, the same
+    architecture as the image D as in SPSR's code, takes offset 2)."""
     if not config.discriminator.arch:
         return None
-    return registry.build(config.discriminator.arch, rngs=nnx.Rngs(config.seed + 1),
+    return registry.build(config.discriminator.arch, rngs=nnx.Rngs(config.seed + offset),
                           **dict(config.discriminator.kwargs))
 
 
+def load_ranker(config: ml_collections.ConfigDict) -> nnx.Module:
+    """RankSRGAN's ranker from `loss.rank_weights` (a .pth such as mmsr_Ranker_PI.pth), or with
+    random weights for 'random' (demos and tests: the rank term then measures nothing)."""
+    if config.loss.rank_weights == "random":
+        return registry.build(gan_terms.RANKER, rngs=nnx.Rngs(config.seed + 3))
+    from sslsr.weights import load_ranker as read_ranker
+
+    return read_ranker(os.path.expanduser(config.loss.rank_weights))
+
+
 def build_frozen(config: ml_collections.ConfigDict) -> Frozen:
-    """The VGG features of the perceptual term and the LPIPS network, for the terms that are on."""
+    """The VGG features of the perceptual term, the LPIPS network and RankSRGAN's ranker, for the
+    terms that are on, in eval mode (the ranker's BatchNorm uses its stored statistics)."""
     lo = config.loss
     vgg = lpips = None
     if lo.perceptual_weight:
@@ -416,7 +493,7 @@ def build_frozen(config: ml_collections.ConfigDict) -> Frozen:
         from sslsr.metrics import load_lpips
 
         lpips = load_lpips(lo.lpips_net, input_range="[0,1]")
-    frozen = Frozen(vgg=vgg, lpips=lpips)
+    frozen = Frozen(vgg=vgg, lpips=lpips, ranker=load_ranker(config) if lo.rank_weight else None)
     frozen.eval()
     return frozen
 
@@ -426,18 +503,23 @@ class GANRecipe:
 
     def validate(self, c: ml_collections.ConfigDict) -> None:
         p, s = c.data.hr_patch, scale(c)
-        discriminators = registry.names(registry.DISCRIMINATOR) + ("",)
-        if c.discriminator.arch not in discriminators:
-            raise error("discriminator.arch", f"must be one of {discriminators}, got {c.discriminator.arch!r}")
+        known = registry.names(registry.DISCRIMINATOR) + ("",)
+        if c.discriminator.arch not in known:
+            raise error("discriminator.arch", f"must be one of {known}, got {c.discriminator.arch!r}")
         if c.discriminator.arch == "VGGStyleDiscriminator" and c.discriminator.kwargs.input_size != p:
             raise error("discriminator.kwargs.input_size",
                         f"{c.discriminator.kwargs.input_size} must equal data.hr_patch={p}")
         if c.discriminator.arch == "UNetDiscriminatorSN" and p % 8:
             raise error("data.hr_patch", f"UNetDiscriminatorSN needs a multiple of 8, got {p}")
+        if FIXED_INPUT.get(c.discriminator.arch, p) != p:
+            raise error("data.hr_patch", f"{p} does not fit {c.discriminator.arch}, which only takes "
+                        f"{FIXED_INPUT[c.discriminator.arch]} px inputs")
         lo = c.loss
-        for field in ("pixel_weight", "perceptual_weight", "gan_weight", "ssl_weight", "tc_weight", "lpips_weight"):
+        for field in ("pixel_weight", "perceptual_weight", "gan_weight", "ssl_weight", "tc_weight", "lpips_weight",
+                      *gan_terms.WEIGHTS):
             if not lo[field] >= 0:
                 raise error(f"loss.{field}", f"must be >= 0, got {lo[field]}")
+        gan_terms.validate(c, p)
         if lo.gan_weight > 0 and not c.discriminator.arch:
             raise error("loss.gan_weight", "is > 0 but discriminator.arch is '' (no discriminator)")
         if lo.gan_type not in GAN_TYPES:
@@ -459,15 +541,7 @@ class GANRecipe:
                 if not os.path.isfile(os.path.expanduser(lo.perceptual_weights)):
                     raise error("loss.perceptual_weights", f"{lo.perceptual_weights!r} is not a file")
         if lo.ssl_weight > 0:
-            if lo.ssl_search % 2 == 0 or lo.ssl_window % 2 == 0 or lo.ssl_window > lo.ssl_search:
-                raise error("loss.ssl_search", f"search ({lo.ssl_search}) and window ({lo.ssl_window}) "
-                            "must be odd with window <= search")
-            if p <= lo.ssl_search // 2:
-                raise error("data.hr_patch", f"{p} too small for reflect padding by ssl_search//2={lo.ssl_search // 2}")
-            if lo.ssl_h <= 0:
-                raise error("loss.ssl_h", f"must be > 0, got {lo.ssl_h}")
-            if lo.ssl_mask_stride < 1:
-                raise error("loss.ssl_mask_stride", f"must be >= 1, got {lo.ssl_mask_stride}")
+            check_ssl(lo, p)
         if lo.tc_weight > 0:
             size = p // s
             crop = int(round(lo.tc_crop * size))
@@ -492,9 +566,11 @@ class GANRecipe:
         t = config.train
         g = init_generator(config)
         d = build_discriminator(config)
+        d_grad = build_discriminator(config, offset=2) if config.loss.gradient_gan_weight else None
         ts = TrainState(g, _adam(t, _schedule(t, t.lr_g)), d=d,
                         tx_d=_adam(t, _schedule(t, t.lr_d)) if d is not None else None,
-                        ema=t.ema_decay > 0, tx_pre=_adam(t, t.pretrain_lr) if t.pretrain_steps else None)
+                        ema=t.ema_decay > 0, tx_pre=_adam(t, t.pretrain_lr) if t.pretrain_steps else None,
+                        d_grad=d_grad, tx_d_grad=_adam(t, _schedule(t, t.lr_d)) if d_grad is not None else None)
         ts.train()
         upscaler = NetworkUpscaler(g)  # an eval-mode view of G's structure; weights come per validation
         graphdef, state = nnx.split(ts)
