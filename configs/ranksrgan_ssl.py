@@ -10,8 +10,8 @@ Ranker_VGG12_296 (`mmsr_Ranker_PI.pth`, the perceptual-index ranker; run in eval
 Adam 1e-4 (0.9, 0.99) halved at 50k/100k/200k/300k of 500k, EMA 0.999.
 The rank term's gradient flows into G (RankSRGAN's own code); the SSL paper's code runs the ranker
 under torch.no_grad(), so there the term never trains G: `--config.loss.rank_grad=False`
-reproduces that. Training the ranker itself needs perceptual-index labels and is not implemented:
-supply the trained ranker.
+reproduces that. The ranker can also be trained here from perceptual-index labels
+(configs/ranker.py): `--config.loss.rank_weights=<its workdir>`.
 
 Run:
     python train.py --config configs/ranksrgan_ssl.py --workdir workdirs/ranksrgan_ssl \

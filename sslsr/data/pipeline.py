@@ -156,6 +156,25 @@ def _default_shard() -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
+def make_random_stream(sample, *, batch_size: int, seed: int = 0, num_workers: int = 0,
+                       shard: tuple[int, int] | None = None) -> grain.IterDataset:
+    """Infinite, resumable stream of batches whose samples are not (LR, HR) patches (MetaF2N's
+    tasks, RankSRGAN's labelled pairs): `sample(index, rng) -> {name: array}` is a grain random
+    map, so each sample is a function of `seed` and its index.
+
+    batch_size: per-process; num_workers, shard: as `make_train_loader`.
+    """
+    shard_index, shard_count = _default_shard() if shard is None else shard
+    ds = grain.MapDataset.range(2**40).random_map(sample, seed=int(seed))
+    if shard_count > 1:
+        ds = ds[shard_index::shard_count]
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=max(2 * batch_size, 4)))
+    if num_workers > 0:
+        _ensure_absl_flags_parsed()
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(num_workers)))
+    return ds.batch(batch_size, drop_remainder=True)
+
+
 def make_train_loader(
     *,
     hr_dir: str | os.PathLike | None = None,

@@ -140,7 +140,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.branch_weight = 0.0  # SPSR: L1 of the gradient branch's output vs HR's gradient map
     c.loss.gradient_gan_weight = 0.0  # SPSR: GAN term of a second D (discriminator.*) on gradient maps
     c.loss.rank_weight = 0.0  # RankSRGAN: weight x sum over the batch of sigmoid(Ranker(SR))
-    c.loss.rank_weights = ""  # the ranker .pth (mmsr_Ranker_PI.pth); 'random': untrained (demos)
+    # The ranker: a .pth (mmsr_Ranker_PI.pth) or a workdir of configs/ranker.py; 'random': untrained (demos).
+    c.loss.rank_weights = ""
     c.loss.rank_grad = True  # False: no gradient through the ranker (the SSL paper's code)
 
     c.log = ml_collections.ConfigDict()
@@ -195,6 +196,8 @@ def scale(c: ml_collections.ConfigDict) -> int:
     value = registry.architecture(c.generator.arch).scale(dict(c.generator.kwargs))
     if value is None and "diffusion" in c:  # a denoiser has no factor: ResShift's `sf` (checked by the recipe)
         value = int(c.diffusion.sf)
+    if value is None and "ranking" in c:  # RankSRGAN's ranker (sslsr.train.recipes.ranker) upscales nothing
+        value = 1
     if value is None:
         raise error("generator.kwargs", f"{c.generator.arch} declares no upscaling factor")
     return value
@@ -249,10 +252,12 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     generators = registry.names(registry.GENERATOR)
     if "diffusion" in c:  # a diffusion recipe trains a denoiser (sslsr.train.recipes.resshift)
         generators = registry.names(registry.DENOISER)
+    if "ranking" in c:  # the ranker recipe trains RankSRGAN's ranker (sslsr.train.recipes.ranker)
+        generators = registry.names(registry.RANKER)
     if c.generator.arch not in generators:
         raise error("generator.arch", f"must be one of {generators}, got {c.generator.arch!r}")
     s = scale(c)
-    if s not in (2, 3, 4):
+    if s not in (2, 3, 4) and "ranking" not in c:
         raise error("generator.kwargs", f"the generator's scale must be 2, 3 or 4, got {s}")
     if c.generator.init_from:
         from sslsr.weights import zoo

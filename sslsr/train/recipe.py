@@ -71,13 +71,15 @@ class Setup:
       the loop replicates, checkpoints and restores it.
     constants: networks the losses read but never train (e.g. VGG features); replicated, not saved.
     stages: contiguous, covering [0, config.train.total_steps).
-    upscaler: what validation runs, given `stage.eval_state(state)`.
+    upscaler: what validation runs, given `stage.eval_state(state)`; None for a recipe with no SR
+      output (RankSRGAN's ranker), whose validate() then requires `data.val = ''` (the loop builds
+      a validator only when data.val is set).
     """
 
     state: nnx.State
     constants: Any
     stages: Sequence[Stage]
-    upscaler: Upscaler
+    upscaler: Upscaler | None
 
 
 class Recipe(Protocol):

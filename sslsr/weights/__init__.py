@@ -192,9 +192,10 @@ def open_generator(
 
 
 def load_ranker(path: str | os.PathLike, **kwargs) -> nnx.Module:
-    """RankSRGAN's ranker (`RankerVGG12`, e.g. its `mmsr_Ranker_PI.pth`).
+    """RankSRGAN's ranker (`RankerVGG12`, e.g. its `mmsr_Ranker_PI.pth`), or the one a 'ranker'
+    recipe training workdir (`configs/ranker.py`) holds (its latest checkpoint, or the step directory given).
 
-    `in_nc` and `nf` are read from the file; `kwargs` override them. The module is in train mode
+    `in_nc` and `nf` are read from the file (a workdir: its config); `kwargs` override them. The module is in train mode
     (BatchNorm on batch statistics), the mode RankSRGAN's rank-content loss runs it in; call
     `.eval()` for the stored running statistics.
 
@@ -205,6 +206,8 @@ def load_ranker(path: str | os.PathLike, **kwargs) -> nnx.Module:
     from sslsr.weights import detect, pytorch
 
     path = pathlib.Path(path)
+    if path.is_dir():
+        return _ranker_workdir(path, kwargs)
     if not path.is_file():
         raise UserError(f"{path}: no such ranker file (RankSRGAN's Ranker_VGG12_296 weights, e.g. mmsr_Ranker_PI.pth)")
     sd, _ = read_state_dict(path)
@@ -221,4 +224,21 @@ def load_ranker(path: str | os.PathLike, **kwargs) -> nnx.Module:
         model = pytorch.from_torch(sd, "RankerVGG12", **kwargs)
     except (ValueError, TypeError) as e:
         raise UserError(f"{path}: {_one_line(e)}") from None
+    return model
+
+
+def _ranker_workdir(path: pathlib.Path, kwargs: dict) -> nnx.Module:
+    """The 'ranker' item of a ranker training workdir, in train mode (as `load_ranker`'s files)."""
+    from sslsr.weights import checkpoints
+
+    try:
+        root, _ = checkpoints.resolve(str(path))
+        config = checkpoints.load_config(str(root))
+        if config.recipe != "ranker":
+            raise UserError(f"{path}: a {config.recipe!r} training workdir, not a ranker's (configs/ranker.py)")
+        model = registry.build(config.generator.arch, rngs=nnx.Rngs(0), **{**dict(config.generator.kwargs), **kwargs})
+        checkpoints.restore_part(str(path), model, "ranker")
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"{path}: not a restorable ranker workdir ({_one_line(e)})") from None
+    model.train()
     return model

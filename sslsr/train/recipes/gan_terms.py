@@ -65,8 +65,8 @@ def _validate_ranker(path: str) -> None:
                     "(mmsr_Ranker_PI.pth), or 'random' for a demo")
     if path == "random":
         return
-    if not os.path.isfile(os.path.expanduser(path)):
-        raise error("loss.rank_weights", f"{path!r} is not a file")
+    if not os.path.exists(os.path.expanduser(path)):  # a .pth, or a workdir of configs/ranker.py
+        raise error("loss.rank_weights", f"{path!r} is neither a ranker file nor a ranker training workdir")
     from sslsr.errors import UserError
     from sslsr.weights import load_ranker
 

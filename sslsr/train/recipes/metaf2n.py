@@ -313,16 +313,10 @@ class MetaRecipe:
     def train_loader(self, config: ml_collections.ConfigDict, batch_size: int):
         """Infinite, resumable stream of meta-batches: `batch_size` tasks of `sslsr.meta.tasks.sample_task`
         as float32 {'face_lr' (T, n, f/s, f/s, 3), 'face_hr', 'bg_lr', 'bg_hr'[, 'bg_mask']}."""
-        import grain
+        from sslsr.data.pipeline import make_random_stream
 
-        index, count = jax.process_index(), jax.process_count()
-        ds = grain.MapDataset.range(2**40).random_map(_TaskMap(config), seed=int(config.seed))
-        if count > 1:
-            ds = ds[index::count]
-        ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=max(2 * batch_size, 4)))
-        if config.data.num_workers > 0:
-            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(config.data.num_workers)))
-        return ds.batch(batch_size, drop_remainder=True)
+        return make_random_stream(_TaskMap(config), batch_size=batch_size, seed=config.seed,
+                                  num_workers=config.data.num_workers)
 
     def setup(self, config: ml_collections.ConfigDict) -> Setup:
         from sslsr.inference import NetworkUpscaler
