@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from sslsr.data.io import write_png
 from sslsr.errors import UserError
@@ -93,13 +94,17 @@ def test_margin_ranking_loss_matches_its_definition():
 
 def test_ranker_learns_the_order_and_serves_as_rank_weights(tmp_path):
     labels = _dataset(tmp_path / "data")
-    c = _tiny(tmp_path / "data", labels, steps=40)
+    c = _tiny(tmp_path / "data", labels, steps=30)
     workdir = tmp_path / "run"
     train_and_evaluate(c, str(workdir))
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     losses = [r["l_rank"] for r in records if "l_rank" in r]
-    assert len(losses) == 40
-    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
+    accuracy = [r["acc"] for r in records if "acc" in r]
+    assert len(losses) == 30
+    # The untrained ranker starts near the margin (0.5); the easy order is learned within steps
+    # (per-batch values stay noisy: 4 pairs a batch).
+    assert np.mean(losses[-15:]) < 0.7 * losses[0]
+    assert np.mean(accuracy[-15:]) >= 0.75
 
     # The workdir is RankSRGAN's ranker: a config accepts it, the GAN recipe loads it.
     g, _ = _config_file("ranksrgan", "demo")
@@ -111,8 +116,16 @@ def test_ranker_learns_the_order_and_serves_as_rank_weights(tmp_path):
     rng = np.random.default_rng(7)
     pairs = [_pair(rng) for _ in range(4)]
     batch = np.stack([p[m] for p in pairs for m in NOISE]).astype(np.float32)[:, 4:36, 4:36] / 255
-    scores = np.asarray(ranker(jnp.asarray(batch)))[:, 0].reshape(4, 2)
-    assert np.all(scores[:, 0] < scores[:, 1]), scores
+    for mode in ("train", "eval"):  # batch statistics (RankSRGAN) and the running ones (the GAN recipe)
+        getattr(ranker, mode)()
+        scores = np.asarray(nnx.jit(lambda m, x: m(x))(ranker, jnp.asarray(batch)))[:, 0].reshape(4, 2)
+        assert np.all(scores[:, 0] < scores[:, 1]), (mode, scores)
+    # ... and is no super-resolution model: eval.py / upscale / init_from refuse it in one line.
+    from sslsr.errors import UserError
+    from sslsr.weights import load_generator
+
+    with pytest.raises(UserError, match="'ranker' run training a RankerVGG12 .ranker., not a super-resolution model"):
+        load_generator(str(workdir))
 
 
 def test_demo_variant_and_docstring():

@@ -32,7 +32,7 @@ class MaskNet(nnx.Module):
         chans = [6] + [num_feat] * (num_conv - 1) + [1]
         self.convs = nnx.List([torch_conv(a, b, 3, rngs=rngs) for a, b in zip(chans[:-1], chans[1:])])
         last = self.convs[-1]
-        last.bias.value = jnp.ones_like(last.bias.value)
+        last.bias[...] = jnp.ones_like(last.bias[...])
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for conv in self.convs:

@@ -214,7 +214,12 @@ def restore_generator(workdir: str, *, prefer_ema: bool = True) -> nnx.Module:
     latest checkpoint (or the given step directory).
     """
     root, _ = resolve(workdir)
-    g = build_generator(load_config(str(root)))
+    config = load_config(str(root))
+    arch = registry.architecture(config.generator.arch)
+    if arch.role != registry.GENERATOR:  # e.g. a trained ranker: its network does not upscale
+        raise UserError(f"{workdir}: a {config.get('recipe')!r} run training a {arch.name} ({arch.role}), "
+                        "not a super-resolution model")
+    g = build_generator(config)
     return restore_part(workdir, g, lambda s: "ema" if prefer_ema and (root / CKPT_DIR / str(s) / "ema").exists() else "g")
 
 
