@@ -3,7 +3,7 @@
 Every config file in `configs/` starts from `base_config()` (ESRGAN-SSL settings) and changes what
 differs, so one schema is documented in one place; its `get_config(arg)` reads variants such as
 'demo' or 'demo,stride3' with `variants`. Derived values are not fields: the upscaling factor is
-the generator's (`scale(config)`). `validate` runs before any model is built or compiled and raises
+the recipe's (`scale(config)`: the SR generator's, through the registry, for SR methods). `validate` runs before any model is built or compiled and raises
 `ConfigError` naming the offending field; the recipe (`config.recipe`) checks its own fields.
 """
 
@@ -190,16 +190,23 @@ def sibling_config(config_file: str, name: str, arg: str | None = None) -> ml_co
 
 
 def scale(c: ml_collections.ConfigDict) -> int:
-    """The run's upscaling factor: the one the generator's constructor keywords give."""
+    """The run's upscaling factor, as its recipe derives it (`Recipe.scale`)."""
+    from sslsr.train import recipes
+
+    if c.recipe not in recipes.RECIPES:
+        raise error("recipe", f"must be one of {tuple(recipes.RECIPES)}, got {c.recipe!r}")
+    return recipes.RECIPES[c.recipe].scale(c)
+
+
+def generator_scale(c: ml_collections.ConfigDict) -> int:
+    """The factor the SR generator's constructor keywords give (2, 3 or 4), for recipes training one."""
     from sslsr.models import registry
 
     value = registry.architecture(c.generator.arch).scale(dict(c.generator.kwargs))
-    if value is None and "diffusion" in c:  # a denoiser has no factor: ResShift's `sf` (checked by the recipe)
-        value = int(c.diffusion.sf)
-    if value is None and "ranking" in c:  # RankSRGAN's ranker (sslsr.train.recipes.ranker) upscales nothing
-        value = 1
     if value is None:
         raise error("generator.kwargs", f"{c.generator.arch} declares no upscaling factor")
+    if value not in (2, 3, 4):
+        raise error("generator.kwargs", f"the generator's scale must be 2, 3 or 4, got {value}")
     return value
 
 
@@ -249,16 +256,10 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
 
     if c.recipe not in recipes.RECIPES:
         raise error("recipe", f"must be one of {tuple(recipes.RECIPES)}, got {c.recipe!r}")
-    generators = registry.names(registry.GENERATOR)
-    if "diffusion" in c:  # a diffusion recipe trains a denoiser (sslsr.train.recipes.resshift)
-        generators = registry.names(registry.DENOISER)
-    if "ranking" in c:  # the ranker recipe trains RankSRGAN's ranker (sslsr.train.recipes.ranker)
-        generators = registry.names(registry.RANKER)
-    if c.generator.arch not in generators:
-        raise error("generator.arch", f"must be one of {generators}, got {c.generator.arch!r}")
+    networks = registry.names(recipes.RECIPES[c.recipe].role)  # what the recipe trains
+    if c.generator.arch not in networks:
+        raise error("generator.arch", f"must be one of {networks}, got {c.generator.arch!r}")
     s = scale(c)
-    if s not in (2, 3, 4) and "ranking" not in c:
-        raise error("generator.kwargs", f"the generator's scale must be 2, 3 or 4, got {s}")
     if c.generator.init_from:
         from sslsr.weights import zoo
 

@@ -85,6 +85,15 @@ class Setup:
 class Recipe(Protocol):
     """A training method. Stateless: everything per run lives in the `Setup` it builds."""
 
+    # The registry role `config.generator.arch` must have: the network the recipe trains
+    # (GENERATOR for SR methods, DENOISER for diffusion, RANKER for RankSRGAN's ranker).
+    role: str
+
+    def scale(self, config: ml_collections.ConfigDict) -> int:
+        """The run's upscaling factor (the data pipeline's LR/HR ratio; 1 for a network that does
+        not upscale); ConfigError naming the field when it is not one the recipe supports."""
+        ...
+
     def validate(self, config: ml_collections.ConfigDict) -> None:
         """Raises `ConfigError` naming the field for the recipe's own fields (before any build)."""
         ...

@@ -44,7 +44,7 @@ from sslsr.losses.perceptual import perceptual_loss
 from sslsr.models import registry
 from sslsr.models.precision import cast_floating, compute_dtype
 from sslsr.train import schedules
-from sslsr.train.config import check_ssl, error, scale
+from sslsr.train.config import check_ssl, error, generator_scale, scale
 from sslsr.train.recipe import Setup, Stage
 from sslsr.train.recipes import gan_terms
 
@@ -500,6 +500,11 @@ def build_frozen(config: ml_collections.ConfigDict) -> Frozen:
 
 class GANRecipe:
     """`sslsr.train.recipe.Recipe` for G (+ D) training with the losses of `config.loss`."""
+
+    role = registry.GENERATOR
+
+    def scale(self, c: ml_collections.ConfigDict) -> int:
+        return generator_scale(c)
 
     def validate(self, c: ml_collections.ConfigDict) -> None:
         p, s = c.data.hr_patch, scale(c)

@@ -39,7 +39,7 @@ from sslsr.losses import gan as gan_losses
 from sslsr.meta import inner
 from sslsr.models import registry
 from sslsr.models.precision import cast_floating, compute_dtype
-from sslsr.train.config import error, scale
+from sslsr.train.config import error, generator_scale, scale
 from sslsr.train.recipe import Setup, Stage
 from sslsr.train.recipes.gan import (
     Frozen, Net, _adam, _norm, _schedule, build_discriminator, discriminator_grads, forward, init_generator,
@@ -257,6 +257,11 @@ class _TaskMap:
 
 class MetaRecipe:
     """`sslsr.train.recipe.Recipe` for MetaF2N (see the module docstring)."""
+
+    role = registry.GENERATOR
+
+    def scale(self, c: ml_collections.ConfigDict) -> int:
+        return generator_scale(c)
 
     def validate(self, c: ml_collections.ConfigDict) -> None:
         if "meta" not in c:

@@ -213,6 +213,11 @@ def init_ranker(config) -> nnx.Module:
 class RankerRecipe:
     """`sslsr.train.recipe.Recipe` for RankSRGAN's ranker (see the module docstring)."""
 
+    role = registry.RANKER
+
+    def scale(self, c: ml_collections.ConfigDict) -> int:
+        return 1  # a ranker scores images: its "LR" and "HR" are the same crop
+
     def validate(self, c: ml_collections.ConfigDict) -> None:
         if "ranking" not in c:
             raise error("ranking", "missing: ranker configs carry a ranking group "

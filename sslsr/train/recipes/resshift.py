@@ -256,6 +256,15 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict):
 class ResShiftRecipe:
     """`sslsr.train.recipe.Recipe` for ResShift (+ SSL through the decoder)."""
 
+    role = registry.DENOISER
+
+    def scale(self, c: ml_collections.ConfigDict) -> int:
+        # A denoiser has no factor of its own: ResShift's `sf` (validate checks it against the
+        # autoencoder's factor and the UNet's sizes).
+        if c.diffusion.sf not in (2, 3, 4):
+            raise error("diffusion.sf", f"must be 2, 3 or 4, got {c.diffusion.sf}")
+        return int(c.diffusion.sf)
+
     def validate(self, c: ml_collections.ConfigDict) -> None:
         a, g, d, lo = c.autoencoder, c.generator, c.diffusion, c.loss
         autoencoders = registry.names(registry.AUTOENCODER) + ("",)
