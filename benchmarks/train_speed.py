@@ -11,6 +11,12 @@ log and checkpoint steps).
 
     python benchmarks/train_speed.py                      # demo size (configs/esrgan_ssl.py:demo), 64 px, batch 4
     python benchmarks/train_speed.py --patch 128 --steps 5 --out benchmarks/results/train.md
+    python benchmarks/train_speed.py --paper --steps 3 --loop_steps 0   # paper-like size (issue 17)
+
+`--paper` times the paper's ESRGAN-SSL step instead (`configs/esrgan_ssl.py` without `:demo`):
+RRDBNet-23 (64 features), VGGStyleDiscriminator (128 px input), VGG19 conv5_4 perceptual loss,
+128 px HR patches at batch 4. VGG19's ImageNet weights are a file the user supplies; the step's
+cost does not depend on their values, so a random VGG19 in torchvision's layout stands in.
 """
 
 from __future__ import annotations
@@ -31,16 +37,42 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _config(patch: int, batch: int):
+def _random_vgg19(path: pathlib.Path) -> str:
+    """A torchvision-layout VGG19 state dict with random values (the paper's perceptual net)."""
+    import torch
+
+    plan = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+    state, index, cin = {}, 0, 3
+    for layer in plan:
+        if layer == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(layer, cin, 3, 3) * (2.0 / (9 * cin)) ** 0.5
+        state[f"features.{index}.bias"] = torch.zeros(layer)
+        index, cin = index + 2, layer  # conv, ReLU
+    torch.save(state, path)
+    return str(path)
+
+
+def _config(patch: int, batch: int, paper_vgg19: str = ""):
     spec = importlib.util.spec_from_file_location("esrgan_ssl", REPO / "configs" / "esrgan_ssl.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    c = mod.get_config("demo")
+    if paper_vgg19:
+        c = mod.get_config()
+        c.generator.init_from = ""  # the PSNR init's values do not change the step's cost
+        c.loss.perceptual_weights = paper_vgg19
+    else:
+        c = mod.get_config("demo")
     c.data.hr_patch = patch
     c.data.val = ""
     c.train.batch_size = batch
     c.train.pretrain_steps = 0  # the GAN step alone
     return c
+
+
+def _describe(part) -> str:
+    return f"{part.arch}({', '.join(f'{k}={v}' for k, v in part.kwargs.items())})"
 
 
 def _build(c):
@@ -70,14 +102,24 @@ def _loop_rate(c, steps: int, window: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--patch", type=int, default=64, help="HR patch side (LR = patch / 4)")
+    ap.add_argument("--patch", type=int, default=0, help="HR patch side (LR = patch / 4); 0: 64 (demo), 128 (--paper)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per variant and round")
     ap.add_argument("--rounds", type=int, default=2, help="alternating timing rounds (best kept)")
-    ap.add_argument("--loop_steps", type=int, default=10, help="timed steps of the whole loop (0: skip)")
+    ap.add_argument("--loop_steps", type=int, default=10,
+                    help="timed steps of the whole loop on the demo data (0: skip; not with --paper)")
     ap.add_argument("--loop_window", type=int, default=5, help="loop steps per logging window")
     ap.add_argument("--out", default="", help="append a markdown section to this file")
+    ap.add_argument("--paper", action="store_true",
+                    help="the paper's step (RRDBNet-23, VGG discriminator, VGG19) instead of the demo's")
     args = ap.parse_args()
+    args.patch = args.patch or (128 if args.paper else 64)
+    if args.paper and args.patch != 128:
+        ap.error("--paper uses the paper's 128 px patches (VGGStyleDiscriminator's input size)")
+    if args.paper:
+        args.loop_steps = 0  # the paper config trains on DF2K, which is not here
+    tmp = tempfile.TemporaryDirectory()
+    vgg19 = _random_vgg19(pathlib.Path(tmp.name) / "vgg19_random.pth") if args.paper else ""
 
     rng = np.random.default_rng(0)
     hr = rng.random((args.batch, args.patch, args.patch, 3), np.float32)
@@ -87,7 +129,7 @@ def main():
 
     variants = {}
     for name, ssl in (("with SSL", 1000.0), ("without SSL", 0.0)):
-        c = _config(args.patch, args.batch)
+        c = _config(args.patch, args.batch, vgg19)
         c.loss.ssl_weight = ssl
         step, state, fstate = _build(c)
         t0 = time.perf_counter()
@@ -105,16 +147,22 @@ def main():
 
     t_ssl, t_base = variants["with SSL"]["best"], variants["without SSL"]["best"]
     share = (t_ssl - t_base) / t_ssl
-    cmd = "python benchmarks/train_speed.py " + " ".join(
-        f"--{k}={v}" for k, v in vars(args).items() if k != "out" and v != ap.get_default(k))
+    flags = [f"--{k}" if v is True else f"--{k}={v}" for k, v in vars(args).items()
+             if k not in ("out", "patch", "loop_steps") and v != ap.get_default(k)]
+    if args.patch != (128 if args.paper else 64):
+        flags.append(f"--patch={args.patch}")
+    if not args.paper and args.loop_steps != ap.get_default("loop_steps"):
+        flags.append(f"--loop_steps={args.loop_steps}")
+    cmd = " ".join(["python benchmarks/train_speed.py", *flags])
     lines = [
         "## Training step speed (CPU)",
         "",
-        f"Command: `{cmd.strip()}` on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Command: `{cmd}` on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"jax {jax.__version__}, backend {jax.default_backend()}.",
-        f"Step = ESRGAN-SSL demo recipe: G {c.generator.arch}({', '.join(f'{k}={v}' for k, v in c.generator.kwargs.items())}) "
-        f"L1 + VGG16 conv5_3 perceptual + "
-        f"relativistic GAN (UNetDiscriminatorSN, 16 features) + SSL (25/9, h 0.004), then the D update and "
+        f"Step = ESRGAN-SSL {'paper' if args.paper else 'demo'} recipe: G {_describe(c.generator)}, "
+        f"L1 + {c.loss.perceptual_arch.upper()} {', '.join(c.loss.perceptual_layers)} perceptual"
+        f"{' (random weights: the cost does not depend on them)' if args.paper else ''} + "
+        f"relativistic GAN (D {_describe(c.discriminator)}) + SSL (25/9, h 0.004), then the D update and "
         f"the EMA; batch {args.batch}, HR patch {args.patch} px, float32.",
         "",
         "| variant | s/step | steps/s | first call (compile) s |",
