@@ -11,7 +11,7 @@ log and checkpoint steps).
 
     python benchmarks/train_speed.py                      # demo size (configs/esrgan_ssl.py:demo), 64 px, batch 4
     python benchmarks/train_speed.py --patch 128 --steps 5 --out benchmarks/results/train.md
-    python benchmarks/train_speed.py --paper --steps 3 --loop_steps 0   # paper-like size (issue 17)
+    python benchmarks/train_speed.py --paper --steps 3                  # paper-like size (issue 17)
 
 `--paper` times the paper's ESRGAN-SSL step instead (`configs/esrgan_ssl.py` without `:demo`):
 RRDBNet-23 (64 features), VGGStyleDiscriminator (128 px input), VGG19 conv5_4 perceptual loss,
