@@ -40,17 +40,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def _random_vgg19(path: pathlib.Path) -> str:
     """A torchvision-layout VGG19 state dict with random values (the paper's perceptual net)."""
     import torch
+    from flax import nnx
 
-    plan = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
-    state, index, cin = {}, 0, 3
-    for layer in plan:
-        if layer == "M":
-            index += 1
-            continue
-        state[f"features.{index}.weight"] = torch.randn(layer, cin, 3, 3) * (2.0 / (9 * cin)) ** 0.5
-        state[f"features.{index}.bias"] = torch.zeros(layer)
-        index, cin = index + 2, layer  # conv, ReLU
-    torch.save(state, path)
+    from sslsr.models import registry
+    from sslsr.weights.pytorch import to_torch_state_dict
+
+    vgg = registry.build("VGG19", rngs=nnx.Rngs(0), layers=("conv5_4",))
+    torch.save({k: torch.from_numpy(v) for k, v in to_torch_state_dict(vgg, "VGG19").items()}, path)
     return str(path)
 
 
