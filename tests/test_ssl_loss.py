@@ -32,7 +32,7 @@ def crops(photos):
     return sr, hr, mask
 
 
-IMPLS = ["scan", "fused"]
+IMPLS = ["kernel", "scan", "fused"]
 
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 7))

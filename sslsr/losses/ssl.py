@@ -74,6 +74,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sslsr.losses import ssl_kernel
+
 _EPS = 1e-10
 # Row strips and chunks per implementation. "scan" (CPU): 32-row strips, 4096 pixels per lax.map
 # step, so a chunk's dense logits are 625 x 4096 x 4 bytes = 10 MB per image kind and one
@@ -82,7 +84,7 @@ _EPS = 1e-10
 # Memory is flat in the batch size for both.
 _STRIP_ROWS = {"scan": 32, "fused": 128}
 _CHUNK_PIXELS = {"scan": 32 * 128, "fused": 4 * 128 * 128}
-IMPLS = ("auto", "scan", "fused")
+IMPLS = ("auto", "kernel", "scan", "fused")
 
 
 def _compute_dtype():
@@ -549,13 +551,31 @@ def _strip_starts(height: int, strip_rows: int) -> tuple[int, list[int]]:
     return rows, [min(i * rows, height - rows) for i in range(-(-height // rows))]
 
 
+def _loss_sum_kernel(sr, hr, mask, h, alpha, search_size, window_size, with_grad):
+    """``_loss_sum`` through the compiled CPU kernel (``ssl_kernel``), an XLA FFI call."""
+    p2_sr, pull = jax.vjp(lambda x: _prepare(x, search_size, window_size), sr)
+    p2_hr = _prepare(hr, search_size, window_size)
+    dtype = p2_sr.dtype
+    config = jnp.asarray(np.array([search_size, window_size, with_grad], np.int32))
+    scalars = jnp.stack([1.0 / (sr.shape[-1] * window_size**2 * h), alpha, jnp.asarray(_EPS, dtype)]).astype(dtype)
+    shapes = [jax.ShapeDtypeStruct((), dtype)] + [jax.ShapeDtypeStruct(p2_sr.shape, dtype)] * with_grad
+    call = jax.ffi.ffi_call(ssl_kernel.ffi_target(np.dtype(dtype).name), shapes, vmap_method="sequential")
+    out = call(config, scalars, p2_sr, p2_hr, mask)
+    if not with_grad:
+        return out[0], None
+    return out[0], pull(out[1])[0]
+
+
 def _loss_sum(sr, hr, mask, h, alpha, search_size, window_size, impl, with_grad):
     """Masked sum of KL + alpha * L1 entries over the batch, and optionally d/d sr.
 
     The padded images are cut into row strips (each with the halo of search_size//2 +
     window_size//2 rows it reads), processed ``_CHUNK_PIXELS[impl]`` at a time with ``lax.map``.
-    Rows a strip shares with the previous one (last strip only) are masked out.
+    Rows a strip shares with the previous one (last strip only) are masked out. "kernel" hands
+    the whole batch to the compiled kernel instead.
     """
+    if impl == "kernel":
+        return _loss_sum_kernel(sr, hr, mask, h, alpha, search_size, window_size, with_grad)
     b, height, width, _ = sr.shape
     r, w = search_size // 2, window_size // 2
     rows, starts = _strip_starts(height, _STRIP_ROWS[impl])
@@ -615,8 +635,8 @@ def _resolve_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"ssl_loss: impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        # XLA:CPU runs the cache-sized pipelined scan best; accelerators want few large kernels.
-        return "scan" if jax.default_backend() == "cpu" else "fused"
+        # CPUs run the compiled kernel best; accelerators want few large XLA kernels.
+        return "kernel" if jax.default_backend() == "cpu" else "fused"
     return impl
 
 

@@ -1,0 +1,470 @@
+"""Compiled CPU kernel of the SSL loss and its gradient (``ssl_loss(..., impl="kernel")``).
+
+The same dense offset-major formulation as ``sslsr.losses.ssl`` (see its docstring for the
+notation: P2, D_o, the tap validity v and the energy complements), compiled with numba and run on
+the host through ``jax.pure_callback``. Why a kernel of its own: XLA:CPU runs every stage of the
+pipelined scan as a separate pass over (S, N, rows, W) arrays, so the scan is bound by memory
+passes, not arithmetic, and it leaves the second core idle. Here every stage of one offset works
+on one row of the image that stays in L1, and the images of a batch are spread over the cores.
+Two more savings the XLA formulation cannot express with static shapes:
+- d^2 is needed only at masked pixels, so the y-box, the exps, the normalisation and the loss
+  terms run on the masked pixels only (~10-15% of an image), and rows of the image that no masked
+  pixel reads are skipped in the forward and the adjoint passes;
+- float32 exps use a vectorisable polynomial (the Cephes expf reduction, < 2 ulp), where numba
+  would call the scalar libm exp; float64 keeps ``np.exp``.
+
+All arrays are channels-first and per image; the loss value and the gradient come out of one call
+(the loss is a scalar, so ``ssl_loss`` computes its gradient in the forward rule anyway).
+"""
+
+import ctypes
+import functools
+
+import jax
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# 'nnan'/'ninf' are left out on purpose: a NaN in a masked image must reach the loss.
+_FAST = {"contract", "reassoc", "nsz", "arcp"}
+_EPS = 1e-10
+
+# Cephes expf: exp(x) = 2^n exp(r), r = x - n ln2 split in two parts, degree-6 polynomial.
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_EXP_MIN = np.float32(-87.33654)  # below this float32 exp(x) is subnormal: flushed to 0
+_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _exp_into(x, out, bits):
+    """out[m] = exp(x[m]) for m < len(out); bits: int32 scratch of the same length (float32)."""
+    if x.itemsize == 8:
+        for m in range(out.shape[0]):
+            out[m] = np.exp(x[m])
+        return
+    for m in range(out.shape[0]):
+        v = x[m]
+        if v < _EXP_MIN:  # NaN fails the comparison and stays NaN
+            v = _EXP_MIN
+        n = np.floor(v * _LOG2E + np.float32(0.5))
+        r = v - n * _LN2_HI - n * _LN2_LO
+        p = ((((_P[0] * r + _P[1]) * r + _P[2]) * r + _P[3]) * r + _P[4]) * r + _P[5]
+        out[m] = p * (r * r) + r + np.float32(1.0)
+        bits[m] = (np.int32(n) + np.int32(127)) << 23
+    scale = bits[: out.shape[0]].view(np.float32)
+    for m in range(out.shape[0]):
+        # exp of NaN stays NaN through the polynomial; a result below float32's normal range is 0.
+        out[m] = out[m] * scale[m] if not x[m] < _EXP_MIN else 0.0
+
+
+@numba.njit(cache=True)
+def _tap_range(offset, r, w, k):
+    """Taps k with |offset - r + k - w| <= r, i.e. inside the search area: [lo, hi)."""
+    return max(0, w - offset), min(k, 2 * r + w - offset + 1)
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _box(dst, src, start, stop, lo, hi, stride):
+    """dst[q] += sum_{k in [lo, hi)} src[q + k * stride] for q in [start, stop).
+
+    One pass over dst per tap: each pass is a long unit-stride loop that vectorises, where a tap
+    loop with run-time bounds inside the q loop would not. All hot loops here index views from 0:
+    numba wraps negative indices, and only an index that provably starts at 0 drops that check
+    (and with it the scalar code).
+    """
+    out = dst[start:stop]
+    for k in range(lo, hi):
+        shift = k * stride
+        _add(out, src[start + shift : stop + shift])
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _add(dst, src):
+    for q in range(dst.shape[0]):
+        dst[q] += src[q]
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _complements(pf, s, k, height, wp):
+    """Energy complements of the zero-padded search area, flat with row stride Wp.
+
+    E[q] = sum_c centre^2, fx (S, Hc * Wp) = sum_{kx invalid for dx} E[q + kx] and comp
+    (S, H * Wp) = sum_{ky invalid for dy} sum_{all kx} E[q + ky Wp + kx] (valid columns x < W).
+    """
+    r, w = s // 2, k // 2
+    hc = height + 2 * w
+    width = wp - 2 * r - 2 * w
+    n_tap = hc * wp - 2 * r  # the last row's final 2R columns would read past P2
+    n_box = n_tap - (k - 1)
+    centre = r * wp + r
+    energy = np.zeros(hc * wp, pf.dtype)
+    for c in range(pf.shape[0]):
+        _add_squared_diff(energy[:n_tap], pf[c, centre : centre + n_tap], pf[c, :n_tap], 0.0)
+    row_energy = np.zeros(hc * wp, pf.dtype)
+    _box(row_energy, energy, 0, n_box, 0, k, 1)
+    fx = np.zeros((s, hc * wp), pf.dtype)
+    comp = np.zeros((s, height * wp), pf.dtype)
+    n_comp = (height - 1) * wp + width
+    for o in range(s):
+        lo, hi = _tap_range(o, r, w, k)
+        _box(fx[o], energy, 0, n_box, 0, lo, 1)
+        _box(fx[o], energy, 0, n_box, hi, k, 1)
+        _box(comp[o], row_energy, 0, n_comp, 0, lo, wp)
+        _box(comp[o], row_energy, 0, n_comp, hi, k, wp)
+    return fx, comp
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _add_squared_diff(dst, x, y, y_weight):
+    """dst += (x - y_weight * y)^2."""
+    for q in range(dst.shape[0]):
+        diff = x[q] - y_weight * y[q]
+        dst[q] += diff * diff
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _logits(pf, qm, tap_runs, box_runs, s, k, height, scale, out):
+    """out[o, m] = d^2(pixel m, offset o) * scale for the masked pixels at flat qm[m] = y Wp + x.
+
+    pf: (C, Hp * Wp) flat P2. Everything is flat with row stride Wp (the 2R columns past each
+    row's valid ones are computed and ignored): every stage is one long loop. tap_runs: row runs
+    [a, b) of the tap rows that masked pixels read; box_runs: runs of the rows holding masked
+    pixels.
+    """
+    r, w = s // 2, k // 2
+    wp = pf.shape[1] // (height + 2 * r + 2 * w)
+    width = wp - 2 * r - 2 * w
+    n_tap = (height + 2 * w) * wp - 2 * r
+    fx, comp = _complements(pf, s, k, height, wp)
+    centre = r * wp + r
+    dist = np.zeros((height + 2 * w) * wp, pf.dtype)
+    t = np.zeros_like(dist)
+    d2 = np.zeros(height * wp, pf.dtype)
+    for i in range(s):
+        ylo, yhi = _tap_range(i, r, w, k)
+        for j in range(s):
+            xlo, xhi = _tap_range(j, r, w, k)
+            shifted = i * wp + j
+            for run in range(tap_runs.shape[0]):
+                a, b = tap_runs[run, 0] * wp, min(tap_runs[run, 1] * wp, n_tap)
+                dist[a:b] = 0.0
+                for c in range(pf.shape[0]):
+                    _add_squared_diff(dist[a:b], pf[c, a + centre : b + centre], pf[c, a + shifted : b + shifted], 1.0)
+                b = tap_runs[run, 1] * wp - wp + width
+                t[a:b] = fx[j, a:b]
+                _box(t, dist, a, b, xlo, xhi, 1)
+            for run in range(box_runs.shape[0]):
+                a, b = box_runs[run, 0] * wp, box_runs[run, 1] * wp - wp + width
+                d2[a:b] = comp[i, a:b]
+                _box(d2, t, a, b, ylo, yhi, wp)
+            out_o = out[i * s + j]
+            for m in range(qm.shape[0]):
+                out_o[m] = d2[qm[m]] * scale
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad):
+    """Masked sum of KL + alpha * L1 entries; with_grad: a_sr <- d value / d d^2_SR (in place).
+
+    a_sr, a_hr: (S^2, M) logits; a_hr is used as scratch. Scalars are of the arrays' dtype.
+    """
+    n_off, m_total = a_sr.shape
+    dtype = a_sr.dtype
+    log_eps = np.log(eps)
+    zero = eps - eps
+    bits = np.empty(m_total, np.int32)
+    e = np.empty(m_total, dtype)
+    neg = np.empty(m_total, dtype)
+    z_s = np.full(m_total, eps, dtype)
+    z_h = np.full(m_total, eps, dtype)
+    for o in range(n_off):
+        for m in range(m_total):
+            neg[m] = -a_sr[o, m]
+        _exp_into(neg, e, bits)
+        for m in range(m_total):
+            z_s[m] += e[m]
+        for m in range(m_total):
+            neg[m] = -a_hr[o, m]
+        _exp_into(neg, e, bits)
+        for m in range(m_total):
+            z_h[m] += e[m]
+    lz_s, lz_h = np.log(z_s), np.log(z_h)
+    value = np.zeros(m_total, dtype)
+    g_sum = np.zeros(m_total, dtype)
+    log_s, log_h = np.empty(m_total, dtype), np.empty(m_total, dtype)
+    s_s, s_h = np.empty(m_total, dtype), np.empty(m_total, dtype)
+    for o in range(n_off):
+        for m in range(m_total):
+            log_s[m] = -a_sr[o, m] - lz_s[m]
+            log_h[m] = -a_hr[o, m] - lz_h[m]
+        _exp_into(log_s, s_s, bits)
+        _exp_into(log_h, s_h, bits)
+        for m in range(m_total):
+            c_h = max(s_h[m], eps)
+            c_log_h = max(log_h[m], log_eps)
+            # max(NaN, x) must stay NaN: the comparison form keeps it.
+            c_log_s = log_s[m] if not log_s[m] < log_eps else log_eps
+            diff = s_s[m] - s_h[m]
+            value[m] += weights[m] * (c_h * (c_log_h - c_log_s) + alpha * abs(diff))
+            if with_grad:
+                kl = -c_h if log_s[m] > log_eps else zero
+                gl = weights[m] * (kl + alpha * np.sign(diff) * s_s[m])
+                g_sum[m] += gl
+                a_sr[o, m] = s_s[m]
+                a_hr[o, m] = gl
+    if with_grad:
+        for o in range(n_off):
+            for m in range(m_total):
+                a_sr[o, m] = scale * (a_sr[o, m] * g_sum[m] - a_hr[o, m])
+    return value.sum()
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _scatter_products(d_x, d_y, x, y, dd):
+    """The adjoint of dist += (x - y)^2: d_x += 2 (x - y) dd, d_y -= 2 (x - y) dd."""
+    for q in range(dd.shape[0]):
+        t2 = 2.0 * (x[q] - y[q]) * dd[q]
+        d_x[q] += t2
+        d_y[q] -= t2
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _logits_transpose(pf, qm, tap_runs, s, k, height, grad, d_pf):
+    """d_pf += d/dP2 of sum_{o, m} grad[o, m] d^2(m, o): the adjoint of ``_logits`` (flat)."""
+    r, w = s // 2, k // 2
+    hc = height + 2 * w
+    wp = pf.shape[1] // (hc + 2 * r)
+    width = wp - 2 * r - 2 * w
+    n_tap = hc * wp - 2 * r
+    n_c = pf.shape[0]
+    centre = r * wp + r
+    d_fx = np.zeros((s, hc * wp), pf.dtype)
+    g_rows = np.zeros((s, height * wp), pf.dtype)
+    d_centre = np.zeros((n_c, hc * wp), pf.dtype)
+    dt = np.zeros(hc * wp, pf.dtype)
+    dd = np.zeros(hc * wp, pf.dtype)
+    for i in range(s):
+        ylo, yhi = _tap_range(i, r, w, k)
+        for j in range(s):
+            xlo, xhi = _tap_range(j, r, w, k)
+            shifted = i * wp + j
+            o = i * s + j
+            # Only valid columns (x < W) receive cotangents, so the ignored columns of dt stay 0
+            # and the x-box adjoint below never carries anything across a row end.
+            dt[:] = 0.0
+            for m in range(qm.shape[0]):
+                g = grad[o, m]
+                g_rows[i, qm[m]] += g
+                for ky in range(ylo, yhi):
+                    dt[qm[m] + ky * wp] += g
+            d_fx_j = d_fx[j]
+            for run in range(tap_runs.shape[0]):
+                a, b = tap_runs[run, 0] * wp, min(tap_runs[run, 1] * wp, n_tap)
+                _add(d_fx_j[a:b], dt[a:b])
+                dd[a:b] = 0.0
+                for kx in range(xlo, xhi):
+                    start = max(a, kx)
+                    _add(dd[start:b], dt[start - kx : b - kx])
+                for c in range(n_c):
+                    _scatter_products(
+                        d_centre[c, a:b], d_pf[c, a + shifted : b + shifted],
+                        pf[c, a + centre : b + centre], pf[c, a + shifted : b + shifted], dd[a:b],
+                    )
+    # Energy complements (see _complements): comp[i] = sum_{ky invalid} row_energy[q + ky Wp],
+    # fx[j] = sum_{kx invalid} E[q + kx], row_energy = sum_kx E[q + kx].
+    n_box = n_tap - (k - 1)
+    n_comp = (height - 1) * wp + width
+    d_row_energy = np.zeros(hc * wp, pf.dtype)
+    d_energy = np.zeros(hc * wp, pf.dtype)
+    for o in range(s):
+        lo, hi = _tap_range(o, r, w, k)
+        for ky in range(k):
+            if ky < lo or ky >= hi:
+                _add(d_row_energy[ky * wp : ky * wp + n_comp], g_rows[o, :n_comp])
+        for kx in range(k):
+            if kx < lo or kx >= hi:
+                _add(d_energy[kx : kx + n_box], d_fx[o, :n_box])
+    for kx in range(k):
+        _add(d_energy[kx : kx + n_box], d_row_energy[:n_box])
+    for c in range(n_c):
+        d_c, x, d_x = d_centre[c], pf[c, centre : centre + n_tap], d_pf[c, centre : centre + n_tap]
+        for q in range(n_tap):
+            d_x[q] += d_c[q] + 2.0 * x[q] * d_energy[q]
+
+
+@numba.njit(cache=True)
+def _runs(flags):
+    """[a, b) runs of consecutive True entries, (n_runs, 2)."""
+    runs = []
+    a = -1
+    for y in range(flags.shape[0] + 1):
+        on = y < flags.shape[0] and flags[y]
+        if on and a < 0:
+            a = y
+        elif not on and a >= 0:
+            runs.append((a, y))
+            a = -1
+    out = np.empty((len(runs), 2), np.int64)
+    for n in range(len(runs)):
+        out[n, 0], out[n, 1] = runs[n]
+    return out
+
+
+@numba.njit(cache=True)
+def _masked_pixels(mask, k, wp):
+    """Flat indices y Wp + x of the pixels with mask != 0 (row-major), their weights, and the
+    row runs of the tap rows their windows read and of the rows they lie in."""
+    height, width = mask.shape
+    count = 0
+    for y in range(height):
+        for x in range(width):
+            count += mask[y, x] != 0
+    qm = np.empty(count, np.int64)
+    weights = np.empty(count, mask.dtype)
+    tap_rows = np.zeros(height + k - 1, np.bool_)
+    box_rows = np.zeros(height, np.bool_)
+    m = 0
+    for y in range(height):
+        for x in range(width):
+            if mask[y, x] != 0:
+                qm[m], weights[m] = y * wp + x, mask[y, x]
+                m += 1
+                tap_rows[y : y + k] = True
+                box_rows[y] = True
+    return qm, weights, _runs(tap_rows), _runs(box_rows)
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def loss_sum(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad):
+    """Masked sum of KL + alpha * L1 entries over the batch, and d value / d p_sr.
+
+    Args:
+      p_sr, p_hr: (N, C, H + 2R + 2w, W + 2R + 2w) padded images (``ssl._prepare``), C-order.
+      mask: (N, H, W) row weights; pixels with mask == 0 take no part.
+      scale: 1 / (C window_size^2 h); alpha, eps (1e-10): scalars of the images' dtype.
+      with_grad: whether to fill the gradient.
+
+    Returns:
+      (value: (N,) per-image sums, d_p_sr: like p_sr, zeros unless with_grad).
+    """
+    n, n_c, hp, wp = p_sr.shape
+    height = mask.shape[1]
+    values = np.zeros(n, p_sr.dtype)
+    d_p = np.zeros((n, n_c, hp * wp), p_sr.dtype)
+    for b in numba.prange(n):
+        qm, weights, tap_runs, box_runs = _masked_pixels(mask[b], window_size, wp)
+        if qm.shape[0] > 0:
+            pf_sr = p_sr[b].reshape(n_c, hp * wp)
+            pf_hr = p_hr[b].reshape(n_c, hp * wp)
+            a_sr = np.empty((search_size * search_size, qm.shape[0]), p_sr.dtype)
+            a_hr = np.empty_like(a_sr)
+            _logits(pf_sr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_sr)
+            _logits(pf_hr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_hr)
+            values[b] = _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad)
+            if with_grad:
+                _logits_transpose(pf_sr, qm, tap_runs, search_size, window_size, height, a_sr, d_p[b])
+    return values, d_p.reshape(p_sr.shape)
+
+
+# The XLA FFI glue: XLA calls ``handler(XLA_FFI_CallFrame*)`` (xla/ffi/api/c_api.h, the typed FFI
+# that jax.ffi targets) without Python in between, so the kernel runs without the GIL, and the
+# compiled executables stay in the persistent compilation cache (a Python callback would keep
+# them out). All structs are read as arrays of 64-bit words; offsets are those of c_api.h on
+# x86-64: CallFrame {struct_size, extension_start, api, ctx, stage, args: Args, rets: Rets, ...},
+# Args/Rets {struct_size, extension_start, size, types, pointers}, Buffer {struct_size,
+# extension_start, dtype, data, rank, dims}.
+_FFI_API_VERSION = (0, 3)  # XLA_FFI_API_MAJOR / MINOR of the jaxlib this was written against
+_EXTENSION_METADATA = 1
+_STAGE_EXECUTE = 3
+
+
+@intrinsic
+def _pointer(typingctx, address):
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(types.int64), codegen
+
+
+@numba.njit(cache=True)
+def _words(address, count):
+    return numba.carray(_pointer(address), (count,), np.int64)
+
+
+@numba.njit(cache=True)
+def _buffer(pointers, index, dtype):
+    """The data of buffer ``index`` of an Args/Rets pointer array, as a flat array."""
+    buffer = _words(_words(pointers, index + 1)[index], 6)
+    size = 1
+    for extent in _words(buffer[5], buffer[4]):
+        size *= extent
+    return numba.carray(_pointer(buffer[3]), (size,), dtype), _words(buffer[5], buffer[4])
+
+
+@numba.njit(cache=True)
+def _handle(frame_address, dtype):
+    """args: config int32 (search, window, with_grad), scalars (scale, alpha, eps), P2 of SR and
+    HR (N, C, Hp, Wp), mask (N, H, W); rets: value (), d P2_SR (only when with_grad)."""
+    frame = _words(frame_address, 15)
+    if frame[1] != 0:
+        # XLA asks for the handler's metadata: fill in the API version it was built for.
+        extension = _words(frame[1], 4)
+        if extension[1] & 0xFFFFFFFF == _EXTENSION_METADATA:
+            metadata = numba.carray(_pointer(extension[3]), (9,), np.int32)
+            metadata[6], metadata[7] = _FFI_API_VERSION
+            metadata[8] = 0  # traits
+        return _pointer(0)
+    if frame[4] & 0xFFFFFFFF != _STAGE_EXECUTE:
+        return _pointer(0)
+    args, rets = frame[9], frame[14]
+    config = _buffer(args, 0, np.int32)[0]
+    scalars = _buffer(args, 1, dtype)[0]
+    p_sr, dims = _buffer(args, 2, dtype)
+    p_hr = _buffer(args, 3, dtype)[0]
+    mask, mask_dims = _buffer(args, 4, dtype)
+    shape = (dims[0], dims[1], dims[2], dims[3])
+    values, d_p = loss_sum(
+        p_sr.reshape(shape),
+        p_hr.reshape(shape),
+        mask.reshape((mask_dims[0], mask_dims[1], mask_dims[2])),
+        scalars[0],
+        scalars[1],
+        scalars[2],
+        config[0],
+        config[1],
+        config[2] != 0,
+    )
+    _buffer(rets, 0, dtype)[0][0] = values.sum()
+    if config[2] != 0:
+        _buffer(rets, 1, dtype)[0][:] = d_p.ravel()
+    return _pointer(0)
+
+
+def _handle_float32(frame_address):
+    return _handle(frame_address, np.float32)
+
+
+def _handle_float64(frame_address):
+    return _handle(frame_address, np.float64)
+
+
+@functools.cache
+def ffi_target(dtype_name: str) -> str:
+    """Compiles (or loads from numba's cache) and registers the handler for one dtype."""
+    handle = {"float32": _handle_float32, "float64": _handle_float64}[dtype_name]
+    handler = numba.cfunc(types.voidptr(types.int64), cache=True)(handle)
+    new_capsule = ctypes.pythonapi.PyCapsule_New
+    new_capsule.restype = ctypes.py_object
+    new_capsule.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p)
+    name = f"sslsr_ssl_loss_{dtype_name}"
+    jax.ffi.register_ffi_target(name, new_capsule(handler.address, None, None), platform="cpu")
+    # The handler object owns the compiled code: keep it alive with the registration.
+    _HANDLERS.append(handler)
+    return name
+
+
+_HANDLERS = []
