@@ -556,10 +556,14 @@ def _loss_sum_kernel(sr, hr, mask, h, alpha, search_size, window_size, with_grad
     p2_sr, pull = jax.vjp(lambda x: _prepare(x, search_size, window_size), sr)
     p2_hr = _prepare(hr, search_size, window_size)
     dtype = p2_sr.dtype
-    config = jnp.asarray(np.array([search_size, window_size, with_grad], np.int32))
+    target = ssl_kernel.ffi_target(np.dtype(dtype).name)
+    # Several CPU devices run their shards' calls at the same time: each call then stays on one
+    # core (numba's pool must not be entered twice at once).
+    parallel = ssl_kernel.threads_usable() and len(jax.local_devices()) == 1
+    config = jnp.asarray(np.array([search_size, window_size, with_grad, parallel], np.int32))
     scalars = jnp.stack([1.0 / (sr.shape[-1] * window_size**2 * h), alpha, jnp.asarray(_EPS, dtype)]).astype(dtype)
     shapes = [jax.ShapeDtypeStruct((), dtype)] + [jax.ShapeDtypeStruct(p2_sr.shape, dtype)] * with_grad
-    call = jax.ffi.ffi_call(ssl_kernel.ffi_target(np.dtype(dtype).name), shapes, vmap_method="sequential")
+    call = jax.ffi.ffi_call(target, shapes, vmap_method="sequential")
     out = call(config, scalars, p2_sr, p2_hr, mask)
     if not with_grad:
         return out[0], None

@@ -338,36 +338,41 @@ def _masked_pixels(mask, k, wp):
     return qm, weights, _runs(tap_rows), _runs(box_rows)
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
-def loss_sum(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad):
-    """Masked sum of KL + alpha * L1 entries over the batch, and d value / d p_sr.
+@numba.njit(cache=True, fastmath=_FAST)
+def _image_loss(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, d_p):
+    """One image's masked sum of KL + alpha * L1 entries; with_grad: d_p += d value / d p_sr.
 
-    Args:
-      p_sr, p_hr: (N, C, H + 2R + 2w, W + 2R + 2w) padded images (``ssl._prepare``), C-order.
-      mask: (N, H, W) row weights; pixels with mask == 0 take no part.
-      scale: 1 / (C window_size^2 h); alpha, eps (1e-10): scalars of the images' dtype.
-      with_grad: whether to fill the gradient.
-
-    Returns:
-      (value: (N,) per-image sums, d_p_sr: like p_sr, zeros unless with_grad).
+    p_sr, p_hr, d_p: (C, Hp * Wp) flat padded images (``ssl._prepare``); mask: (H, W) row weights,
+    pixels with mask == 0 take no part. scale = 1 / (C window_size^2 h); alpha, eps (1e-10) are
+    scalars of the images' dtype.
     """
-    n, n_c, hp, wp = p_sr.shape
-    height = mask.shape[1]
-    values = np.zeros(n, p_sr.dtype)
-    d_p = np.zeros((n, n_c, hp * wp), p_sr.dtype)
-    for b in numba.prange(n):
-        qm, weights, tap_runs, box_runs = _masked_pixels(mask[b], window_size, wp)
-        if qm.shape[0] > 0:
-            pf_sr = p_sr[b].reshape(n_c, hp * wp)
-            pf_hr = p_hr[b].reshape(n_c, hp * wp)
-            a_sr = np.empty((search_size * search_size, qm.shape[0]), p_sr.dtype)
-            a_hr = np.empty_like(a_sr)
-            _logits(pf_sr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_sr)
-            _logits(pf_hr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_hr)
-            values[b] = _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad)
-            if with_grad:
-                _logits_transpose(pf_sr, qm, tap_runs, search_size, window_size, height, a_sr, d_p[b])
-    return values, d_p.reshape(p_sr.shape)
+    height = mask.shape[0]
+    wp = p_sr.shape[1] // (height + search_size + window_size - 2)  # Hp = H + 2R + 2w
+    qm, weights, tap_runs, box_runs = _masked_pixels(mask, window_size, wp)
+    if qm.shape[0] == 0:
+        return eps - eps  # 0 in the images' dtype
+    a_sr = np.empty((search_size * search_size, qm.shape[0]), p_sr.dtype)
+    a_hr = np.empty_like(a_sr)
+    _logits(p_sr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_sr)
+    _logits(p_hr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_hr)
+    value = _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad)
+    if with_grad:
+        _logits_transpose(p_sr, qm, tap_runs, search_size, window_size, height, a_sr, d_p)
+    return value
+
+
+# The batch drivers: (N, C, Hp * Wp) images, (N, H, W) masks, values (N,) and d_p (zeroed) out.
+# One image per task; the parallel one spreads the images over numba's thread pool.
+@numba.njit(cache=True, parallel=True)
+def _batch_parallel(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, values, d_p):
+    for b in numba.prange(p_sr.shape[0]):
+        values[b] = _image_loss(p_sr[b], p_hr[b], mask[b], scale, alpha, eps, search_size, window_size, with_grad, d_p[b])
+
+
+@numba.njit(cache=True)
+def _batch_serial(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, values, d_p):
+    for b in range(p_sr.shape[0]):
+        values[b] = _image_loss(p_sr[b], p_hr[b], mask[b], scale, alpha, eps, search_size, window_size, with_grad, d_p[b])
 
 
 # The XLA FFI glue: XLA calls ``handler(XLA_FFI_CallFrame*)`` (xla/ffi/api/c_api.h, the typed FFI
@@ -422,25 +427,27 @@ def _handle(frame_address, dtype):
         return _pointer(0)
     args, rets = frame[9], frame[14]
     config = _buffer(args, 0, np.int32)[0]
+    search_size, window_size, with_grad, parallel = config[0], config[1], config[2] != 0, config[3] != 0
     scalars = _buffer(args, 1, dtype)[0]
     p_sr, dims = _buffer(args, 2, dtype)
     p_hr = _buffer(args, 3, dtype)[0]
     mask, mask_dims = _buffer(args, 4, dtype)
-    shape = (dims[0], dims[1], dims[2], dims[3])
-    values, d_p = loss_sum(
-        p_sr.reshape(shape),
-        p_hr.reshape(shape),
-        mask.reshape((mask_dims[0], mask_dims[1], mask_dims[2])),
-        scalars[0],
-        scalars[1],
-        scalars[2],
-        config[0],
-        config[1],
-        config[2] != 0,
-    )
+    n = dims[0]
+    flat = (n, dims[1], dims[2] * dims[3])
+    mask = mask.reshape((n, mask_dims[1], mask_dims[2]))
+    values = np.empty(n, dtype)
+    if with_grad:  # accumulated in place in XLA's (uninitialised) output buffer
+        d_p = _buffer(rets, 1, dtype)[0]
+        d_p[:] = 0
+        d_p = d_p.reshape(flat)
+    else:
+        d_p = np.empty((n, 0, 0), dtype)
+    args = (p_sr.reshape(flat), p_hr.reshape(flat), mask, scalars[0], scalars[1], scalars[2], search_size, window_size, with_grad, values, d_p)
+    if parallel:
+        _batch_parallel(*args)
+    else:
+        _batch_serial(*args)
     _buffer(rets, 0, dtype)[0][0] = values.sum()
-    if config[2] != 0:
-        _buffer(rets, 1, dtype)[0][:] = d_p.ravel()
     return _pointer(0)
 
 
@@ -452,10 +459,24 @@ def _handle_float64(frame_address):
     return _handle(frame_address, np.float64)
 
 
+def threads_usable() -> bool:
+    """Whether one call may use numba's thread pool (see ``ffi_target``): not with OpenMP's, and
+    only while calls cannot overlap (the workqueue pool aborts on concurrent launches); the
+    caller knows the latter."""
+    return numba.threading_layer() in ("tbb", "workqueue")
+
+
 @functools.cache
 def ffi_target(dtype_name: str) -> str:
     """Compiles (or loads from numba's cache) and registers the handler for one dtype."""
     handle = {"float32": _handle_float32, "float64": _handle_float64}[dtype_name]
+    # The parallel driver calls into numba's thread pool through pointers that are set when the
+    # pool starts. A handler loaded from numba's cache does not start it (only compiling or a call
+    # through a Python dispatcher does) and links against null pointers: start it first. The
+    # OpenMP pool crashed when driven from XLA's threads; prefer the others (process-wide, but
+    # only the order of preference, and only if nothing started a pool before).
+    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+    numba.get_num_threads()
     handler = numba.cfunc(types.voidptr(types.int64), cache=True)(handle)
     new_capsule = ctypes.pythonapi.PyCapsule_New
     new_capsule.restype = ctypes.py_object
