@@ -3,15 +3,16 @@
 Every measurement runs in its own child process so that its peak RSS (``ru_maxrss``) is its own.
 CPU (default):
   * the machine: CPU model, cores, and its measured float32 peak (a 4096^2 matmul, same run);
-  * 2 and 4 x 128^2 real photo crops with their real edge masks: ``ssl_loss`` fwd+bwd vs the
-    PyTorch unfold path (all cores), the time ratio and the achieved GFLOP/s (``flops`` below);
-    the 4-crop unfold baseline peaks near 19 GB and runs only when 21 GB are available;
+  * 2 and 4 x 128^2 real photo crops with their real edge masks: ``ssl_loss`` fwd+bwd (the CPU
+    default, ``impl="kernel"``) vs the PyTorch unfold path (all cores), the time ratio and the
+    achieved GFLOP/s (``flops`` below), and the XLA implementation (``impl="scan"``) for
+    reference; the 4-crop unfold baseline peaks near 19 GB and runs only when 21 GB are available;
   * 64 x 128^2 (the paper's training batch): time, GFLOP/s and peak RSS.
 GPU (``--device gpu``): the "fused" implementation, fwd+bwd time and peak device memory for
 4 and 64 x 128^2.
 
 Usage:
-  .venv/bin/python benchmarks/ssl_speed.py [--skip-torch] [--skip-64] [--markdown FILE]
+  .venv/bin/python benchmarks/ssl_speed.py [--skip-torch] [--skip-scan] [--skip-64] [--markdown FILE]
   .venv/bin/python benchmarks/ssl_speed.py --device gpu
 """
 
@@ -102,14 +103,13 @@ def worker_peak() -> dict:
     return dict(gflops=2 * n**3 / min(walls) / 1e9)
 
 
-def worker_jax(batch: int, repeats: int, device: str) -> dict:
+def worker_jax(batch: int, repeats: int, device: str, impl: str) -> dict:
     import jax
 
     sys.path.insert(0, REPO)
     from sslsr.losses import ssl_loss
 
     sr, hr, mask = real_batch(batch)
-    impl = "fused" if device == "gpu" else "scan"
     dev = jax.devices(device)[0]
     sr, hr, mask = (jax.device_put(x, dev) for x in (sr, hr, mask))
     base_rss = _rss_mb()
@@ -204,6 +204,7 @@ def main() -> None:
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--skip-torch", action="store_true", help="skip the PyTorch baseline")
+    parser.add_argument("--skip-scan", action="store_true", help='skip the impl="scan" reference')
     parser.add_argument("--skip-64", action="store_true", help="skip the 64 x 128^2 batch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown", help="also write the results as a markdown section here")
@@ -214,7 +215,7 @@ def main() -> None:
         if kind == "peak":
             result = worker_peak()
         elif kind == "jax":
-            result = worker_jax(int(args.worker[1]), int(args.worker[2]), args.worker[3])
+            result = worker_jax(int(args.worker[1]), int(args.worker[2]), args.worker[3], args.worker[4])
         else:
             result = worker_torch(int(args.worker[1]))
         print(json.dumps(result))
@@ -233,7 +234,7 @@ def main() -> None:
         emit("|---|---|---|---|---|")
         for batch in (4, 64):
             try:
-                r = child(["jax", str(batch), str(args.repeats), "gpu"])
+                r = child(["jax", str(batch), str(args.repeats), "gpu", "fused"])
             except RuntimeError as err:  # no GPU (or no CUDA jaxlib) on this machine
                 emit(f"| {batch}x128² | not run: {str(err).strip().splitlines()[-1][:120]} | | | |")
                 continue
@@ -246,7 +247,8 @@ def main() -> None:
         peak = child(["peak"])["gflops"]
         emit("## SSL loss: JAX `ssl_loss` vs the paper-style PyTorch unfold path (fwd+bwd, float32, CPU)")
         emit()
-        emit(f"Command: `.venv/bin/python benchmarks/ssl_speed.py{' --skip-torch' if args.skip_torch else ''}`")
+        flags = "".join(f" --{k.replace('_', '-')}" for k in ("skip_torch", "skip_scan", "skip_64") if getattr(args, k))
+        emit(f"Command: `.venv/bin/python benchmarks/ssl_speed.py{flags}`")
         emit(
             f"Machine: {cpu_model()}, {os.cpu_count()} CPUs; measured float32 peak "
             f"{peak:.0f} GFLOP/s (4096² matmul, same run); load average {load_before[0]:.1f} at start."
@@ -257,11 +259,18 @@ def main() -> None:
             "for the loss entries)."
         )
         emit()
-        emit("| case | edge px | JAX fwd+bwd (best) | JAX CPU time | GFLOP/s (% of peak) | unfold path | ratio | JAX peak RSS | unfold peak RSS |")
-        emit("|---|---|---|---|---|---|---|---|---|")
+        emit(
+            "`kernel` is `ssl_loss`'s CPU default, `scan` its XLA implementation (the default before "
+            "issue 17); the ratio is unfold path / kernel."
+        )
+        emit()
+        emit("| case | edge px | kernel fwd+bwd (best) | kernel CPU time | GFLOP/s (% of peak) | scan fwd+bwd | unfold path | ratio | kernel peak RSS | unfold peak RSS |")
+        emit("|---|---|---|---|---|---|---|---|---|---|")
         batches = [2, 4] + ([] if args.skip_64 else [64])
         for batch in batches:
-            r = child(["jax", str(batch), str(args.repeats) if batch < 64 else "1", "cpu"])
+            repeats = str(args.repeats) if batch < 64 else "1"
+            r = child(["jax", str(batch), repeats, "cpu", "kernel"])
+            scan = "-" if args.skip_scan else f"{min(child(['jax', str(batch), repeats, 'cpu', 'scan'])['wall_s']):.3f} s"
             best = min(r["wall_s"])
             rate = flops(batch) / best / 1e9
             t = None
@@ -276,12 +285,12 @@ def main() -> None:
             unfold_rss = f"{t['peak_rss_mb']:.0f} MB" if t else "-"
             emit(
                 f"| {batch}x128² | {r['edges']} | {best:.3f} s | {min(r['cpu_s']):.2f} s | "
-                f"{rate:.1f} ({100 * rate / peak:.0f}%) | {unfold} | {ratio} | "
+                f"{rate:.1f} ({100 * rate / peak:.0f}%) | {scan} | {unfold} | {ratio} | "
                 f"{r['peak_rss_mb']:.0f} MB | {unfold_rss} |"
             )
             if t:
                 rel = abs(r["loss"] - t["loss"]) / abs(t["loss"])
-                emit(f"|  | loss: JAX {r['loss']:.6e}, PyTorch {t['loss']:.6e} (rel. diff {rel:.1e}) | | | | | | | |")
+                emit(f"|  | loss: JAX {r['loss']:.6e}, PyTorch {t['loss']:.6e} (rel. diff {rel:.1e}) | | | | | | | | |")
         emit()
         emit(f"Load average at the end: {os.getloadavg()[0]:.1f}.")
     if args.markdown:

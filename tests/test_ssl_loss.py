@@ -7,6 +7,7 @@ accelerator default) on CPU.
 """
 
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -300,3 +301,66 @@ def test_nan_in_an_image_with_empty_mask_does_not_poison_the_batch(impl, where):
     np.testing.assert_allclose(float(value), float(clean_value), rtol=1e-6)
     np.testing.assert_allclose(grad[:1], np.asarray(clean_grad), rtol=1e-5, atol=1e-9)
     assert not np.any(grad[1])
+
+
+# The compiled CPU kernel ("kernel") reaches XLA through the FFI; these pin down what that adds.
+
+
+def test_kernel_under_vmap_matches_a_loop(crops):
+    sr, hr, mask = crops
+    stack = [np.stack([sr, np.clip(sr * 0.9, 0, 1)]), np.stack([hr, hr]), np.stack([mask, mask[::-1]])]
+    got = jax.vmap(lambda s, h, m: ssl_loss(s, h, m, impl="kernel"))(*stack)
+    expected = [float(_loss_and_grad(stack[0][i], stack[1][i], stack[2][i], impl="scan")[0]) for i in range(2)]
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
+
+
+def test_kernel_serial_and_parallel_drivers_agree(crops):
+    # Several CPU devices switch the kernel to its serial driver; both must give the same sums.
+    from sslsr.losses import ssl as ssl_module
+    from sslsr.losses import ssl_kernel
+
+    sr, hr, mask = crops
+    p_sr, p_hr = (np.asarray(ssl_module._prepare(jnp.asarray(x), 25, 9)) for x in (sr, hr))
+    flat = p_sr.shape[:2] + (-1,)
+    results = []
+    for driver in (ssl_kernel._batch_serial, ssl_kernel._batch_parallel):
+        values, d_p = np.zeros(2, np.float32), np.zeros(p_sr.reshape(flat).shape, np.float32)
+        args = (np.float32(1 / (3 * 81 * 0.004)), np.float32(1.0), np.float32(1e-10), 25, 9, True)
+        driver(p_sr.reshape(flat), p_hr.reshape(flat), mask.astype(np.float32), *args, values, d_p)
+        results.append((values, d_p))
+    assert np.all(results[0][0] > 0) and np.abs(results[0][1]).max() > 0
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+_CACHED_RUN = """
+import json, numpy as np, jax
+from sslsr.losses import ssl_loss
+rng = np.random.default_rng(7)
+hr = rng.random((2, 20, 21, 3)).astype(np.float32)
+sr = np.clip(hr + 0.1 * rng.standard_normal(hr.shape), 0, 1).astype(np.float32)
+mask = (rng.random((2, 20, 21)) < 0.3).astype(np.float32)
+f = jax.jit(jax.value_and_grad(lambda x: ssl_loss(x, hr, mask, search_size=7, window_size=3, h=0.1, impl="kernel")))
+value, grad = f(sr)
+print(json.dumps([float(value), float(np.abs(grad).sum())]))
+"""
+
+
+def test_kernel_in_a_fresh_process_with_warm_caches(tmp_path):
+    # The second process loads both the executable (JAX's persistent cache) and the handler
+    # (numba's cache) without compiling them: a handler linked before numba's thread pool
+    # started used to call a null pointer there (a segfault, not an error).
+    import subprocess
+    import sys
+
+    env = dict(
+        __import__("os").environ,
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+    runs = [subprocess.run([sys.executable, "-c", _CACHED_RUN], capture_output=True, text=True, env=env) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert any((tmp_path / "jax_cache").iterdir())  # the executable was cached
+    first, second = (json.loads(run.stdout.strip().splitlines()[-1]) for run in runs)
+    assert first == second and first[0] > 0 and first[1] > 0

@@ -25,23 +25,26 @@ is the same sum of the same squared differences as the paper's patch comparison,
 so the result is exact up to float rounding.
 
 Cost: ~625 offsets x (3C + 4 window_size) flops per pixel for *all* pixels, independent of the
-window size's square and of the number of edge pixels (the graph is dense; the mask only weights
-the rows in the final sums). Implementation notes:
-- offsets are processed one row (fixed dy, all dx) per step of a software-pipelined scan whose
-  stages pass their results through the loop carry; XLA:CPU would otherwise re-run a 9-tap box
-  inside the next one or fuse a dynamic slice into the arithmetic (which stops vectorisation);
-- the backward pass is written by hand (the adjoint of the same pipeline) and, because the loss
-  is a scalar, evaluated inside the forward rule of a ``custom_vjp``: the only residual is the
-  image-sized gradient;
-- the padded images are cut into strips of 32 rows (plus the rows they read) processed one
-  after the other with ``lax.map``, so memory is a few (625, 32, W) float32 graphs whatever the
-  batch size, and the per-step working arrays stay in L2.
-- that is ``impl="scan"``, the default on CPU. On GPUs and TPUs its ~100 tiny sequential steps
-  per strip would leave the device idle, so ``impl="fused"`` (the default there) computes all
-  625 offsets of a few whole images at once as a handful of large elementwise ops, takes the
-  loss stage's adjoint by hand and the distance stage's by autodiff, one ``lax.map`` step per
-  4 images (memory still flat in the batch). Both are tested against the same references;
-  "fused" is ~20x slower than "scan" on CPU.
+window size's square; the mask only selects the rows of the final sums. Three implementations,
+all tested against the same references:
+- ``impl="kernel"`` (the default on CPU): ``sslsr.losses.ssl_kernel``, the formulation compiled
+  with numba and called through the XLA FFI. Per offset it walks the image in blocks of 8 rows
+  that stay in L1, skips blocks without masked pixels, runs the y-box, exps and loss terms on the
+  masked pixels only, and spreads the images over the cores. See ``benchmarks/ssl_speed.py``.
+- ``impl="scan"``: the same in XLA. Offsets are processed one row (fixed dy, all dx) per step of
+  a software-pipelined scan whose stages pass their results through the loop carry (XLA:CPU
+  would otherwise re-run a 9-tap box inside the next one or fuse a dynamic slice into the
+  arithmetic, which stops vectorisation); the padded images are cut into strips of 32 rows
+  processed one after the other with ``lax.map``, so memory is a few (625, 32, W) float32 graphs
+  whatever the batch size. XLA:CPU runs every stage as a pass over memory on one core, which is
+  why the kernel exists; "scan" stays as the pure-XLA reference.
+- ``impl="fused"`` (the default on GPUs and TPUs, where the scan's ~100 tiny sequential steps per
+  strip would leave the device idle): all 625 offsets of a few whole images at once as a handful
+  of large elementwise ops, the loss stage's adjoint by hand and the distance stage's by
+  autodiff, one ``lax.map`` step per 4 images (memory still flat in the batch).
+The backward pass of "kernel" and "scan" is written by hand (the adjoint of the same pipeline)
+and, because the loss is a scalar, evaluated inside the forward rule of a ``custom_vjp``: the
+only residual is the image-sized gradient.
 
 Semantics of the paper's code that this module matches
 ------------------------------------------------------
@@ -684,9 +687,11 @@ def ssl_loss(
         what produced the paper's numbers).
       search_size, window_size, h: SSG parameters (paper: 25, 9, 0.004); h finite and > 0.
       alpha: weight of the L1 term, finite and >= 0.
-      impl: "scan" (pipelined per offset row, masked rows only in the loss stage: best on
-        XLA:CPU), "fused" (all offsets of a few images at once: few large kernels, for GPUs and
-        TPUs) or "auto" (scan on CPU, fused elsewhere). Same values up to float rounding.
+      impl: "kernel" (the compiled CPU kernel, ``sslsr.losses.ssl_kernel``; CPU only), "scan"
+        (the same pipeline in XLA), "fused" (all offsets of a few images at once: few large
+        kernels, for GPUs and TPUs) or "auto" (kernel on CPU, fused elsewhere). Same values up
+        to float rounding. With several CPU devices (e.g. a sharded batch), each device's
+        kernel call stays on one core.
 
     Returns:
       Scalar in float32 (float64 with x64): sum of both terms over the masked rows divided by

@@ -29,6 +29,8 @@ from numba.extending import intrinsic
 
 # 'nnan'/'ninf' are left out on purpose: a NaN in a masked image must reach the loss.
 _FAST = {"contract", "reassoc", "nsz", "arcp"}
+# Rows per block of the distance pipelines: ~10 rows of a 128-px image per working array fit L1.
+_BLOCK_ROWS = 8
 _EPS = 1e-10
 
 # Cephes expf: exp(x) = 2^n exp(r), r = x - n ln2 split in two parts, degree-6 polynomial.
@@ -89,6 +91,46 @@ def _add(dst, src):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
+def _add_sum(dst, a, b):
+    for q in range(dst.shape[0]):
+        dst[q] = a[q] + b[q]
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _window_sum(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
+    """dst[q] = base[q] + sum_{k in [lo, hi)} src[q + k * stride] for q in [start, stop).
+
+    Box sums by doubling (pairs[x] = src[x] + src[x + stride], quads from pairs): a 9-tap sum
+    takes 4 passes over cache-resident rows instead of 10. Every sum is still one of
+    non-negative terms or of cotangents, only grouped differently. pairs, quads: scratch as long
+    as src.
+    """
+    length, first = hi - lo, start + lo * stride
+    if length <= 0:
+        dst[start:stop] = base[start:stop]
+        return
+    if length < 4:
+        _add_sum(dst[start:stop], base[start:stop], src[first : first + stop - start])
+        _box(dst, src, start, stop, lo + 1, hi, stride)
+        return
+    n = stop - start
+    extent = n + (length - 2) * stride  # the pairs the sum reads
+    _add_sum(pairs[first : first + extent], src[first : first + extent], src[first + stride : first + stride + extent])
+    extent -= 2 * stride
+    _add_sum(quads[first : first + extent], pairs[first : first + extent], pairs[first + 2 * stride : first + 2 * stride + extent])
+    _add_sum(dst[start:stop], base[start:stop], quads[first : first + n])
+    k = 4
+    while k + 4 <= length:
+        _add(dst[start:stop], quads[first + k * stride : first + k * stride + n])
+        k += 4
+    if length - k >= 2:
+        _add(dst[start:stop], pairs[first + k * stride : first + k * stride + n])
+        k += 2
+    if k < length:
+        _add(dst[start:stop], src[first + k * stride : first + k * stride + n])
+
+
+@numba.njit(cache=True, fastmath=_FAST)
 def _complements(pf, s, k, height, wp):
     """Energy complements of the zero-padded search area, flat with row stride Wp.
 
@@ -103,7 +145,9 @@ def _complements(pf, s, k, height, wp):
     centre = r * wp + r
     energy = np.zeros(hc * wp, pf.dtype)
     for c in range(pf.shape[0]):
-        _add_squared_diff(energy[:n_tap], pf[c, centre : centre + n_tap], pf[c, :n_tap], 0.0)
+        x = pf[c, centre : centre + n_tap]
+        for q in range(n_tap):
+            energy[q] += x[q] * x[q]
     row_energy = np.zeros(hc * wp, pf.dtype)
     _box(row_energy, energy, 0, n_box, 0, k, 1)
     fx = np.zeros((s, hc * wp), pf.dtype)
@@ -119,51 +163,68 @@ def _complements(pf, s, k, height, wp):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _add_squared_diff(dst, x, y, y_weight):
-    """dst += (x - y_weight * y)^2."""
-    for q in range(dst.shape[0]):
-        diff = x[q] - y_weight * y[q]
-        dst[q] += diff * diff
+def _squared_distance(dst, pf, first, second):
+    """dst[q] = sum_c (pf[c, first + q] - pf[c, second + q])^2, one pass for 3 channels."""
+    n = dst.shape[0]
+    if pf.shape[0] == 3:
+        x0, x1, x2 = pf[0, first : first + n], pf[1, first : first + n], pf[2, first : first + n]
+        y0, y1, y2 = pf[0, second : second + n], pf[1, second : second + n], pf[2, second : second + n]
+        for q in range(n):
+            d0, d1, d2 = x0[q] - y0[q], x1[q] - y1[q], x2[q] - y2[q]
+            dst[q] = d0 * d0 + d1 * d1 + d2 * d2
+        return
+    dst[:] = 0
+    for c in range(pf.shape[0]):
+        x, y = pf[c, first : first + n], pf[c, second : second + n]
+        for q in range(n):
+            diff = x[q] - y[q]
+            dst[q] += diff * diff
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _logits(pf, qm, tap_runs, box_runs, s, k, height, scale, out):
+def _logits(pf, qm, block_m, s, k, height, scale, out):
     """out[o, m] = d^2(pixel m, offset o) * scale for the masked pixels at flat qm[m] = y Wp + x.
 
     pf: (C, Hp * Wp) flat P2. Everything is flat with row stride Wp (the 2R columns past each
-    row's valid ones are computed and ignored): every stage is one long loop. tap_runs: row runs
-    [a, b) of the tap rows that masked pixels read; box_runs: runs of the rows holding masked
-    pixels.
+    row's valid ones are computed and ignored), so every stage is a long unit-stride loop. The
+    rows are walked in blocks of ``_BLOCK_ROWS`` whose working rows stay in L1: per offset and
+    block, the distances and x-box of the tap rows the block needs (each tap row once, in
+    order), then its y-box. block_m[b]: the first masked pixel of block b (qm is sorted); blocks
+    without masked pixels are skipped.
     """
     r, w = s // 2, k // 2
-    wp = pf.shape[1] // (height + 2 * r + 2 * w)
+    hc = height + 2 * w
+    wp = pf.shape[1] // (hc + 2 * r)
     width = wp - 2 * r - 2 * w
-    n_tap = (height + 2 * w) * wp - 2 * r
+    n_tap = hc * wp - 2 * r
     fx, comp = _complements(pf, s, k, height, wp)
     centre = r * wp + r
-    dist = np.zeros((height + 2 * w) * wp, pf.dtype)
+    dist = np.zeros(hc * wp, pf.dtype)
     t = np.zeros_like(dist)
+    pairs = np.zeros_like(dist)
+    quads = np.zeros_like(dist)
     d2 = np.zeros(height * wp, pf.dtype)
     for i in range(s):
         ylo, yhi = _tap_range(i, r, w, k)
         for j in range(s):
             xlo, xhi = _tap_range(j, r, w, k)
             shifted = i * wp + j
-            for run in range(tap_runs.shape[0]):
-                a, b = tap_runs[run, 0] * wp, min(tap_runs[run, 1] * wp, n_tap)
-                dist[a:b] = 0.0
-                for c in range(pf.shape[0]):
-                    _add_squared_diff(dist[a:b], pf[c, a + centre : b + centre], pf[c, a + shifted : b + shifted], 1.0)
-                b = tap_runs[run, 1] * wp - wp + width
-                t[a:b] = fx[j, a:b]
-                _box(t, dist, a, b, xlo, xhi, 1)
-            for run in range(box_runs.shape[0]):
-                a, b = box_runs[run, 0] * wp, box_runs[run, 1] * wp - wp + width
-                d2[a:b] = comp[i, a:b]
-                _box(d2, t, a, b, ylo, yhi, wp)
             out_o = out[i * s + j]
-            for m in range(qm.shape[0]):
-                out_o[m] = d2[qm[m]] * scale
+            t_done = 0
+            for block in range(block_m.shape[0] - 1):
+                if block_m[block] == block_m[block + 1]:
+                    continue
+                y0 = block * _BLOCK_ROWS
+                y1 = min(y0 + _BLOCK_ROWS, height)
+                ya, yb = max(t_done, y0), y1 + k - 1
+                if ya < yb:
+                    a, b = ya * wp, min(yb * wp, n_tap)
+                    _squared_distance(dist[a:b], pf, a + centre, a + shifted)
+                    _window_sum(t, fx[j], dist, a, yb * wp - wp + width, xlo, xhi, 1, pairs, quads)
+                    t_done = yb
+                _window_sum(d2, comp[i], t, y0 * wp, (y1 - 1) * wp + width, ylo, yhi, wp, pairs, quads)
+                for m in range(block_m[block], block_m[block + 1]):
+                    out_o[m] = d2[qm[m]] * scale
 
 
 @numba.njit(cache=True, fastmath=_FAST)
@@ -233,47 +294,68 @@ def _scatter_products(d_x, d_y, x, y, dd):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _logits_transpose(pf, qm, tap_runs, s, k, height, grad, d_pf):
-    """d_pf += d/dP2 of sum_{o, m} grad[o, m] d^2(m, o): the adjoint of ``_logits`` (flat)."""
+def _logits_transpose(pf, qm, block_m, s, k, height, grad, d_pf):
+    """d_pf += d/dP2 of sum_{o, m} grad[o, m] d^2(m, o): the adjoint of ``_logits`` (flat).
+
+    Per offset, the masked pixels' cotangents are scattered block by block into the y-box's
+    adjoint dt (K tap rows each); a tap row is complete once the block holding its last
+    contributor is scattered, and is then carried through the x-box adjoint and the distance
+    adjoint into d_pf and zeroed again, so only a few rows are live at a time.
+    """
     r, w = s // 2, k // 2
     hc = height + 2 * w
     wp = pf.shape[1] // (hc + 2 * r)
-    width = wp - 2 * r - 2 * w
-    n_tap = hc * wp - 2 * r
     n_c = pf.shape[0]
     centre = r * wp + r
+    n_tap = hc * wp - 2 * r
     d_fx = np.zeros((s, hc * wp), pf.dtype)
     g_rows = np.zeros((s, height * wp), pf.dtype)
     d_centre = np.zeros((n_c, hc * wp), pf.dtype)
-    dt = np.zeros(hc * wp, pf.dtype)
-    dd = np.zeros(hc * wp, pf.dtype)
+    # dt starts K - 1 zeros early so the x-box adjoint can read K - 1 entries before row 0.
+    margin = k - 1
+    dt = np.zeros(margin + hc * wp, pf.dtype)
+    dd = np.zeros_like(dt)
+    pairs = np.zeros_like(dt)
+    quads = np.zeros_like(dt)
+    zero = np.zeros_like(dt)
     for i in range(s):
         ylo, yhi = _tap_range(i, r, w, k)
         for j in range(s):
             xlo, xhi = _tap_range(j, r, w, k)
             shifted = i * wp + j
-            o = i * s + j
-            # Only valid columns (x < W) receive cotangents, so the ignored columns of dt stay 0
-            # and the x-box adjoint below never carries anything across a row end.
-            dt[:] = 0.0
-            for m in range(qm.shape[0]):
-                g = grad[o, m]
-                g_rows[i, qm[m]] += g
-                for ky in range(ylo, yhi):
-                    dt[qm[m] + ky * wp] += g
-            d_fx_j = d_fx[j]
-            for run in range(tap_runs.shape[0]):
-                a, b = tap_runs[run, 0] * wp, min(tap_runs[run, 1] * wp, n_tap)
-                _add(d_fx_j[a:b], dt[a:b])
-                dd[a:b] = 0.0
-                for kx in range(xlo, xhi):
-                    start = max(a, kx)
-                    _add(dd[start:b], dt[start - kx : b - kx])
-                for c in range(n_c):
-                    _scatter_products(
-                        d_centre[c, a:b], d_pf[c, a + shifted : b + shifted],
-                        pf[c, a + centre : b + centre], pf[c, a + shifted : b + shifted], dd[a:b],
-                    )
+            grad_o, g_rows_i, d_fx_j = grad[i * s + j], g_rows[i], d_fx[j]
+            done = dirty = 0  # tap rows [0, done) are carried through; [done, dirty) pending
+            for block in range(block_m.shape[0]):
+                last = block == block_m.shape[0] - 1
+                if not last and block_m[block] == block_m[block + 1]:
+                    continue
+                y0 = hc if last else block * _BLOCK_ROWS
+                # Rows before y0 receive nothing from this block on: carry them through.
+                if done < min(dirty, y0):
+                    qa, qb = done * wp, min(min(dirty, y0) * wp, n_tap)
+                    dt_rows = dt[margin + qa : margin + qb]
+                    _add(d_fx_j[qa:qb], dt_rows)
+                    # dd[q] = sum_{kx in [xlo, xhi)} dt[q - kx]
+                    _window_sum(dd, zero, dt, margin + qa, margin + qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                    for c in range(n_c):
+                        _scatter_products(
+                            d_centre[c, qa:qb],
+                            d_pf[c, qa + shifted : qb + shifted],
+                            pf[c, qa + centre : qb + centre],
+                            pf[c, qa + shifted : qb + shifted],
+                            dd[margin + qa : margin + qb],
+                        )
+                    dt_rows[:] = 0
+                done = max(done, y0)
+                if last:
+                    break
+                for m in range(block_m[block], block_m[block + 1]):
+                    g, q = grad_o[m], qm[m]
+                    g_rows_i[q] += g
+                    for ky in range(ylo, yhi):
+                        dt[margin + q + ky * wp] += g
+                dirty = min(y0 + _BLOCK_ROWS, height) + k - 1
+    width = wp - 2 * r - 2 * w
     # Energy complements (see _complements): comp[i] = sum_{ky invalid} row_energy[q + ky Wp],
     # fx[j] = sum_{kx invalid} E[q + kx], row_energy = sum_kx E[q + kx].
     n_box = n_tap - (k - 1)
@@ -297,27 +379,9 @@ def _logits_transpose(pf, qm, tap_runs, s, k, height, grad, d_pf):
 
 
 @numba.njit(cache=True)
-def _runs(flags):
-    """[a, b) runs of consecutive True entries, (n_runs, 2)."""
-    runs = []
-    a = -1
-    for y in range(flags.shape[0] + 1):
-        on = y < flags.shape[0] and flags[y]
-        if on and a < 0:
-            a = y
-        elif not on and a >= 0:
-            runs.append((a, y))
-            a = -1
-    out = np.empty((len(runs), 2), np.int64)
-    for n in range(len(runs)):
-        out[n, 0], out[n, 1] = runs[n]
-    return out
-
-
-@numba.njit(cache=True)
-def _masked_pixels(mask, k, wp):
-    """Flat indices y Wp + x of the pixels with mask != 0 (row-major), their weights, and the
-    row runs of the tap rows their windows read and of the rows they lie in."""
+def _masked_pixels(mask, wp):
+    """Flat indices y Wp + x of the pixels with mask != 0 (row-major), their weights, and where
+    each block of ``_BLOCK_ROWS`` rows starts among them (one more entry: the total)."""
     height, width = mask.shape
     count = 0
     for y in range(height):
@@ -325,17 +389,18 @@ def _masked_pixels(mask, k, wp):
             count += mask[y, x] != 0
     qm = np.empty(count, np.int64)
     weights = np.empty(count, mask.dtype)
-    tap_rows = np.zeros(height + k - 1, np.bool_)
-    box_rows = np.zeros(height, np.bool_)
+    n_blocks = -(-height // _BLOCK_ROWS)
+    block_m = np.empty(n_blocks + 1, np.int64)
     m = 0
     for y in range(height):
+        if y % _BLOCK_ROWS == 0:
+            block_m[y // _BLOCK_ROWS] = m
         for x in range(width):
             if mask[y, x] != 0:
                 qm[m], weights[m] = y * wp + x, mask[y, x]
                 m += 1
-                tap_rows[y : y + k] = True
-                box_rows[y] = True
-    return qm, weights, _runs(tap_rows), _runs(box_rows)
+    block_m[n_blocks] = m
+    return qm, weights, block_m
 
 
 @numba.njit(cache=True, fastmath=_FAST)
@@ -348,16 +413,16 @@ def _image_loss(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, w
     """
     height = mask.shape[0]
     wp = p_sr.shape[1] // (height + search_size + window_size - 2)  # Hp = H + 2R + 2w
-    qm, weights, tap_runs, box_runs = _masked_pixels(mask, window_size, wp)
+    qm, weights, block_m = _masked_pixels(mask, wp)
     if qm.shape[0] == 0:
         return eps - eps  # 0 in the images' dtype
     a_sr = np.empty((search_size * search_size, qm.shape[0]), p_sr.dtype)
     a_hr = np.empty_like(a_sr)
-    _logits(p_sr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_sr)
-    _logits(p_hr, qm, tap_runs, box_runs, search_size, window_size, height, scale, a_hr)
+    _logits(p_sr, qm, block_m, search_size, window_size, height, scale, a_sr)
+    _logits(p_hr, qm, block_m, search_size, window_size, height, scale, a_hr)
     value = _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad)
     if with_grad:
-        _logits_transpose(p_sr, qm, tap_runs, search_size, window_size, height, a_sr, d_p)
+        _logits_transpose(p_sr, qm, block_m, search_size, window_size, height, a_sr, d_p)
     return value
 
 
