@@ -182,14 +182,14 @@ def _squared_distance(dst, pf, first, second):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _logits(pf, qm, block_m, s, k, height, scale, out):
+def _logits(pf, qm, row_m, s, k, height, scale, out):
     """out[o, m] = d^2(pixel m, offset o) * scale for the masked pixels at flat qm[m] = y Wp + x.
 
     pf: (C, Hp * Wp) flat P2. Everything is flat with row stride Wp (the 2R columns past each
     row's valid ones are computed and ignored), so every stage is a long unit-stride loop. The
     rows are walked in blocks of ``_BLOCK_ROWS`` whose working rows stay in L1: per offset and
     block, the distances and x-box of the tap rows the block needs (each tap row once, in
-    order), then its y-box. block_m[b]: the first masked pixel of block b (qm is sorted); blocks
+    order), then its y-box. row_m[y]: the first masked pixel of row y (qm is sorted); blocks
     without masked pixels are skipped.
     """
     r, w = s // 2, k // 2
@@ -211,11 +211,10 @@ def _logits(pf, qm, block_m, s, k, height, scale, out):
             shifted = i * wp + j
             out_o = out[i * s + j]
             t_done = 0
-            for block in range(block_m.shape[0] - 1):
-                if block_m[block] == block_m[block + 1]:
-                    continue
-                y0 = block * _BLOCK_ROWS
+            for y0 in range(0, height, _BLOCK_ROWS):
                 y1 = min(y0 + _BLOCK_ROWS, height)
+                if row_m[y0] == row_m[y1]:
+                    continue
                 ya, yb = max(t_done, y0), y1 + k - 1
                 if ya < yb:
                     a, b = ya * wp, min(yb * wp, n_tap)
@@ -223,7 +222,7 @@ def _logits(pf, qm, block_m, s, k, height, scale, out):
                     _window_sum(t, fx[j], dist, a, yb * wp - wp + width, xlo, xhi, 1, pairs, quads)
                     t_done = yb
                 _window_sum(d2, comp[i], t, y0 * wp, (y1 - 1) * wp + width, ylo, yhi, wp, pairs, quads)
-                for m in range(block_m[block], block_m[block + 1]):
+                for m in range(row_m[y0], row_m[y1]):
                     out_o[m] = d2[qm[m]] * scale
 
 
@@ -285,22 +284,27 @@ def _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _scatter_products(d_x, d_y, x, y, dd):
-    """The adjoint of dist += (x - y)^2: d_x += 2 (x - y) dd, d_y -= 2 (x - y) dd."""
+def _scatter_products(d_x, d_y, x, y, dd, scratch):
+    """The adjoint of dist += (x - y)^2: d_x += 2 (x - y) dd, d_y -= 2 (x - y) dd.
+
+    Three loops of at most three arrays each: with two outputs and five arrays in one loop, LLVM
+    gives up its run-time aliasing checks and the loop runs scalar (2x slower here).
+    """
+    t2 = scratch[: dd.shape[0]]
     for q in range(dd.shape[0]):
-        t2 = 2.0 * (x[q] - y[q]) * dd[q]
-        d_x[q] += t2
-        d_y[q] -= t2
+        t2[q] = 2.0 * (x[q] - y[q]) * dd[q]
+    _add(d_x, t2)
+    for q in range(dd.shape[0]):
+        d_y[q] -= t2[q]
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _logits_transpose(pf, qm, block_m, s, k, height, grad, d_pf):
+def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     """d_pf += d/dP2 of sum_{o, m} grad[o, m] d^2(m, o): the adjoint of ``_logits`` (flat).
 
-    Per offset, the masked pixels' cotangents are scattered block by block into the y-box's
-    adjoint dt (K tap rows each); a tap row is complete once the block holding its last
-    contributor is scattered, and is then carried through the x-box adjoint and the distance
-    adjoint into d_pf and zeroed again, so only a few rows are live at a time.
+    Per offset, the masked pixels' cotangents are written onto the image grid (gmap) and carried,
+    block by block of tap rows, through the y-box adjoint (dt), the x-box adjoint (dd) and the
+    distance adjoint into d_pf; blocks that no masked pixel reaches are skipped.
     """
     r, w = s // 2, k // 2
     hc = height + 2 * w
@@ -311,50 +315,44 @@ def _logits_transpose(pf, qm, block_m, s, k, height, grad, d_pf):
     d_fx = np.zeros((s, hc * wp), pf.dtype)
     g_rows = np.zeros((s, height * wp), pf.dtype)
     d_centre = np.zeros((n_c, hc * wp), pf.dtype)
-    # dt starts K - 1 zeros early so the x-box adjoint can read K - 1 entries before row 0.
-    margin = k - 1
-    dt = np.zeros(margin + hc * wp, pf.dtype)
-    dd = np.zeros_like(dt)
-    pairs = np.zeros_like(dt)
-    quads = np.zeros_like(dt)
-    zero = np.zeros_like(dt)
+    # Flat arrays indexed by lead + q: the adjoint boxes read up to K - 1 rows and columns back.
+    # gmap's entries outside the masked pixels stay 0 (the masked set is the same for every
+    # offset, so it is overwritten, never cleared), and so do the ignored columns of dt.
+    lead = (k - 1) * (wp + 1)
+    gmap = np.zeros(lead + hc * wp, pf.dtype)
+    dt = np.zeros_like(gmap)
+    dd = np.zeros_like(gmap)
+    pairs = np.zeros_like(gmap)
+    quads = np.zeros_like(gmap)
+    zero = np.zeros_like(gmap)
     for i in range(s):
         ylo, yhi = _tap_range(i, r, w, k)
         for j in range(s):
             xlo, xhi = _tap_range(j, r, w, k)
             shifted = i * wp + j
-            grad_o, g_rows_i, d_fx_j = grad[i * s + j], g_rows[i], d_fx[j]
-            done = dirty = 0  # tap rows [0, done) are carried through; [done, dirty) pending
-            for block in range(block_m.shape[0]):
-                last = block == block_m.shape[0] - 1
-                if not last and block_m[block] == block_m[block + 1]:
-                    continue
-                y0 = hc if last else block * _BLOCK_ROWS
-                # Rows before y0 receive nothing from this block on: carry them through.
-                if done < min(dirty, y0):
-                    qa, qb = done * wp, min(min(dirty, y0) * wp, n_tap)
-                    dt_rows = dt[margin + qa : margin + qb]
-                    _add(d_fx_j[qa:qb], dt_rows)
-                    # dd[q] = sum_{kx in [xlo, xhi)} dt[q - kx]
-                    _window_sum(dd, zero, dt, margin + qa, margin + qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
-                    for c in range(n_c):
-                        _scatter_products(
-                            d_centre[c, qa:qb],
-                            d_pf[c, qa + shifted : qb + shifted],
-                            pf[c, qa + centre : qb + centre],
-                            pf[c, qa + shifted : qb + shifted],
-                            dd[margin + qa : margin + qb],
-                        )
-                    dt_rows[:] = 0
-                done = max(done, y0)
-                if last:
-                    break
-                for m in range(block_m[block], block_m[block + 1]):
-                    g, q = grad_o[m], qm[m]
-                    g_rows_i[q] += g
-                    for ky in range(ylo, yhi):
-                        dt[margin + q + ky * wp] += g
-                dirty = min(y0 + _BLOCK_ROWS, height) + k - 1
+            grad_o, d_fx_j = grad[i * s + j], d_fx[j]
+            for m in range(qm.shape[0]):
+                gmap[lead + qm[m]] = grad_o[m]
+            _add(g_rows[i], gmap[lead : lead + height * wp])
+            for y0 in range(0, hc, _BLOCK_ROWS):
+                y1 = min(y0 + _BLOCK_ROWS, hc)
+                if row_m[max(0, y0 - k + 1)] == row_m[min(y1, height)]:
+                    continue  # no masked pixel within K - 1 rows above: dt is 0 here
+                qa, qb = lead + y0 * wp, lead + min(y1 * wp, n_tap)
+                # dt[q] = sum_{ky in [ylo, yhi)} gmap[q - ky Wp], dd[q] = sum_{kx} dt[q - kx]
+                _window_sum(dt, zero, gmap, qa, qb, 1 - yhi, 1 - ylo, wp, pairs, quads)
+                _add(d_fx_j[qa - lead : qb - lead], dt[qa:qb])
+                _window_sum(dd, zero, dt, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                a, b = qa - lead, qb - lead
+                for c in range(n_c):
+                    _scatter_products(
+                        d_centre[c, a:b],
+                        d_pf[c, a + shifted : b + shifted],
+                        pf[c, a + centre : b + centre],
+                        pf[c, a + shifted : b + shifted],
+                        dd[qa:qb],
+                        pairs,
+                    )
     width = wp - 2 * r - 2 * w
     # Energy complements (see _complements): comp[i] = sum_{ky invalid} row_energy[q + ky Wp],
     # fx[j] = sum_{kx invalid} E[q + kx], row_energy = sum_kx E[q + kx].
@@ -380,8 +378,8 @@ def _logits_transpose(pf, qm, block_m, s, k, height, grad, d_pf):
 
 @numba.njit(cache=True)
 def _masked_pixels(mask, wp):
-    """Flat indices y Wp + x of the pixels with mask != 0 (row-major), their weights, and where
-    each block of ``_BLOCK_ROWS`` rows starts among them (one more entry: the total)."""
+    """Flat indices y Wp + x of the pixels with mask != 0 (row-major), their weights, and
+    row_m[y]: the first of them in row y (row_m[H] = their number)."""
     height, width = mask.shape
     count = 0
     for y in range(height):
@@ -389,18 +387,16 @@ def _masked_pixels(mask, wp):
             count += mask[y, x] != 0
     qm = np.empty(count, np.int64)
     weights = np.empty(count, mask.dtype)
-    n_blocks = -(-height // _BLOCK_ROWS)
-    block_m = np.empty(n_blocks + 1, np.int64)
+    row_m = np.empty(height + 1, np.int64)
     m = 0
     for y in range(height):
-        if y % _BLOCK_ROWS == 0:
-            block_m[y // _BLOCK_ROWS] = m
+        row_m[y] = m
         for x in range(width):
             if mask[y, x] != 0:
                 qm[m], weights[m] = y * wp + x, mask[y, x]
                 m += 1
-    block_m[n_blocks] = m
-    return qm, weights, block_m
+    row_m[height] = m
+    return qm, weights, row_m
 
 
 @numba.njit(cache=True, fastmath=_FAST)
@@ -413,16 +409,16 @@ def _image_loss(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, w
     """
     height = mask.shape[0]
     wp = p_sr.shape[1] // (height + search_size + window_size - 2)  # Hp = H + 2R + 2w
-    qm, weights, block_m = _masked_pixels(mask, wp)
+    qm, weights, row_m = _masked_pixels(mask, wp)
     if qm.shape[0] == 0:
         return eps - eps  # 0 in the images' dtype
     a_sr = np.empty((search_size * search_size, qm.shape[0]), p_sr.dtype)
     a_hr = np.empty_like(a_sr)
-    _logits(p_sr, qm, block_m, search_size, window_size, height, scale, a_sr)
-    _logits(p_hr, qm, block_m, search_size, window_size, height, scale, a_hr)
+    _logits(p_sr, qm, row_m, search_size, window_size, height, scale, a_sr)
+    _logits(p_hr, qm, row_m, search_size, window_size, height, scale, a_hr)
     value = _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad)
     if with_grad:
-        _logits_transpose(p_sr, qm, block_m, search_size, window_size, height, a_sr, d_p)
+        _logits_transpose(p_sr, qm, row_m, search_size, window_size, height, a_sr, d_p)
     return value
 
 
