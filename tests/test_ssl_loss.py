@@ -364,3 +364,14 @@ def test_kernel_in_a_fresh_process_with_warm_caches(tmp_path):
     assert any((tmp_path / "jax_cache").iterdir())  # the executable was cached
     first, second = (json.loads(run.stdout.strip().splitlines()[-1]) for run in runs)
     assert first == second and first[0] > 0 and first[1] > 0
+
+
+def test_kernel_float32_exp_is_accurate_and_keeps_nan():
+    from sslsr.losses import ssl_kernel
+
+    x = np.concatenate([np.linspace(-87.3, 0.0, 200_001, dtype=np.float32), np.float32([np.nan, -np.inf, -100.0])])
+    out, bits = np.empty_like(x), np.empty(x.shape, np.int32)
+    ssl_kernel._exp_into(x, out, bits)
+    expected = np.exp(x[:-3].astype(np.float64))
+    np.testing.assert_allclose(out[:-3], expected, rtol=3e-7, atol=0)
+    assert np.isnan(out[-3]) and out[-2] == 0.0 and out[-1] == 0.0

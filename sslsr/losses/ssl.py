@@ -641,9 +641,12 @@ _ssl_sum.defvjp(_ssl_sum_fwd, _ssl_sum_bwd)
 def _resolve_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"ssl_loss: impl must be one of {IMPLS}, got {impl!r}")
+    on_cpu = jax.default_backend() == "cpu"
     if impl == "auto":
         # CPUs run the compiled kernel best; accelerators want few large XLA kernels.
-        return "kernel" if jax.default_backend() == "cpu" else "fused"
+        return "kernel" if on_cpu else "fused"
+    if impl == "kernel" and not on_cpu:
+        raise ValueError(f"ssl_loss: impl='kernel' runs on CPU only (default backend: {jax.default_backend()})")
     return impl
 
 
