@@ -521,23 +521,13 @@ def _handle_float64(frame_address):
     return _handle(frame_address, np.float64)
 
 
-def threads_usable() -> bool:
-    """Whether one call may use numba's thread pool (see ``ffi_target``): not with OpenMP's, and
-    only while calls cannot overlap (the workqueue pool aborts on concurrent launches); the
-    caller knows the latter."""
-    return numba.threading_layer() in ("tbb", "workqueue")
-
-
 @functools.cache
 def ffi_target(dtype_name: str) -> str:
     """Compiles (or loads from numba's cache) and registers the handler for one dtype."""
     handle = {"float32": _handle_float32, "float64": _handle_float64}[dtype_name]
     # The parallel driver calls into numba's thread pool through pointers that are set when the
     # pool starts. A handler loaded from numba's cache does not start it (only compiling or a call
-    # through a Python dispatcher does) and links against null pointers: start it first. The
-    # OpenMP pool crashed when driven from XLA's threads; prefer the others (process-wide, but
-    # only the order of preference, and only if nothing started a pool before).
-    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+    # through a Python dispatcher does) and links against null pointers: start it first.
     numba.get_num_threads()
     handler = numba.cfunc(types.voidptr(types.int64), cache=True)(handle)
     new_capsule = ctypes.pythonapi.PyCapsule_New
