@@ -10,15 +10,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 EPS = 1e-10
 
 
-def ssg_rows(img, coords, search_size=25, window_size=9, h=0.004):
-    """SSG rows of the given pixels of one image.
+def window_distances(img, coords, search_size=25, window_size=9):
+    """d^2 of the given pixels of one image to every candidate of their search areas.
 
     Args:
       img: (H, W, C) float.
       coords: iterable of (i, j).
 
     Returns:
-      (len(coords), search_size^2) float64, row-normalised, offsets row-major in (dy, dx).
+      (len(coords), search_size^2) float64: mean squared difference over the window and the
+      channels, offsets row-major in (dy, dx).
     """
     img = np.asarray(img, np.float64)
     c = img.shape[-1]
@@ -32,9 +33,22 @@ def ssg_rows(img, coords, search_size=25, window_size=9, h=0.004):
         # (S, S, C, K, K): the window around every candidate q of the search area
         wins = sliding_window_view(area, (window_size, window_size), axis=(0, 1))
         d2 = np.sum((wins - np.moveaxis(centre, -1, 0)) ** 2, axis=(2, 3, 4)) / (c * window_size**2)
-        s = np.exp(-d2 / h).reshape(-1)
-        rows.append(s / (s.sum() + EPS))
+        rows.append(d2.reshape(-1))
     return np.array(rows).reshape(-1, search_size * search_size)
+
+
+def ssg_rows(img, coords, search_size=25, window_size=9, h=0.004):
+    """SSG rows of the given pixels of one image.
+
+    Args:
+      img: (H, W, C) float.
+      coords: iterable of (i, j).
+
+    Returns:
+      (len(coords), search_size^2) float64, row-normalised, offsets row-major in (dy, dx).
+    """
+    s = np.exp(-window_distances(img, coords, search_size, window_size) / h)
+    return s / (s.sum(axis=1, keepdims=True) + EPS)
 
 
 def ssl_terms(sr, hr, mask, search_size=25, window_size=9, h=0.004):

@@ -375,3 +375,55 @@ def test_kernel_float32_exp_is_accurate_and_keeps_nan():
     expected = np.exp(x[:-3].astype(np.float64))
     np.testing.assert_allclose(out[:-3], expected, rtol=3e-7, atol=0)
     assert np.isnan(out[-3]) and out[-2] == 0.0 and out[-1] == 0.0
+
+
+def _kernel_inputs(image, mask, search_size=25, window_size=9):
+    """One image's flat P2 (built in NumPy: float64 stays float64), and the kernel's index of
+    the masked pixels."""
+    from sslsr.losses import ssl_kernel
+
+    r, w = search_size // 2, window_size // 2
+    p2 = np.pad(np.moveaxis(image, -1, 0), ((0, 0), (r, r), (r, r)), mode="reflect")
+    p2 = np.pad(p2, ((0, 0), (w, w), (w, w)))
+    wp = p2.shape[-1]
+    return p2.reshape(p2.shape[0], -1), wp, ssl_kernel._masked_pixels(mask.astype(image.dtype), wp)
+
+
+def test_kernel_distances_match_oracle_for_every_offset(crops):
+    # Every offset's d^2, not only the loss: far offsets barely move the loss (their
+    # similarities sit under the 1e-10 clamp), so a wrong tap there would pass the loss tests.
+    from sslsr.losses import ssl_kernel
+
+    _, hr, mask = crops
+    mask = mask[0].copy()
+    mask[[0, 47, 0, 47, 20], [0, 47, 30, 5, 0]] = 1.0  # image borders too
+    pf, wp, (qm, _, row_m) = _kernel_inputs(hr[0].astype(np.float64), mask)
+    d2 = np.empty((625, qm.shape[0]))
+    ssl_kernel._logits(pf, qm, row_m, 25, 9, 48, 1.0 / (3 * 81), d2)
+    coords = [(q // wp, q % wp) for q in qm]
+    expected = ssl_oracle.window_distances(hr[0], coords)
+    np.testing.assert_allclose(d2.T, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_kernel_adjoint_is_the_transpose_of_its_distances(crops):
+    # d^2 is quadratic in P2, so a central difference of <G, d^2(P2 + eps V)> is exact up to
+    # rounding: the hand-written adjoint must give the same <adjoint(G), V> for every term.
+    from sslsr.losses import ssl_kernel
+
+    _, hr, mask = crops
+    pf, wp, (qm, _, row_m) = _kernel_inputs(hr[0].astype(np.float64), mask[0])
+    rng = np.random.default_rng(12)
+    cotangent = rng.standard_normal((625, qm.shape[0]))
+    direction = rng.standard_normal(pf.shape)
+
+    def distances(p):
+        out = np.empty((625, qm.shape[0]))
+        ssl_kernel._logits(p, qm, row_m, 25, 9, 48, 1.0, out)
+        return out
+
+    eps = 1e-3
+    numeric = np.sum(cotangent * (distances(pf + eps * direction) - distances(pf - eps * direction))) / (2 * eps)
+    adjoint = np.zeros_like(pf)
+    ssl_kernel._logits_transpose(pf, qm, row_m, 25, 9, 48, cotangent, adjoint)
+    assert adjoint.dtype == np.float64
+    np.testing.assert_allclose(np.sum(adjoint * direction), numeric, rtol=1e-10)

@@ -106,29 +106,51 @@ def _window_sum(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
     non-negative terms or of cotangents, only grouped differently. pairs, quads: scratch as long
     as src.
     """
-    length, first = hi - lo, start + lo * stride
-    if length <= 0:
-        dst[start:stop] = base[start:stop]
+    length, first, n = hi - lo, start + lo * stride, stop - start
+    out, base = dst[start:stop], base[start:stop]
+    if length <= 1:
+        if length == 1:
+            _add_sum(out, base, src[first : first + n])
+        else:
+            out[:] = base
         return
     if length < 4:
-        _add_sum(dst[start:stop], base[start:stop], src[first : first + stop - start])
-        _box(dst, src, start, stop, lo + 1, hi, stride)
+        _sum3(out, base, src[first : first + n], src[first + stride : first + stride + n])
+        _box(dst, src, start, stop, lo + 2, hi, stride)
         return
-    n = stop - start
     extent = n + (length - 2) * stride  # the pairs the sum reads
     _add_sum(pairs[first : first + extent], src[first : first + extent], src[first + stride : first + stride + extent])
     extent -= 2 * stride
     _add_sum(quads[first : first + extent], pairs[first : first + extent], pairs[first + 2 * stride : first + 2 * stride + extent])
-    _add_sum(dst[start:stop], base[start:stop], quads[first : first + n])
-    k = 4
+    # The terms: quads at 0, 4, ..., then pairs and src for the remainder; the first pass adds
+    # two of them to base.
+    second = first + 4 * stride
+    if length >= 8:
+        _sum3(out, base, quads[first : first + n], quads[second : second + n])
+        k = 8
+    elif length >= 6:
+        _sum3(out, base, quads[first : first + n], pairs[second : second + n])
+        k = 6
+    elif length == 5:
+        _sum3(out, base, quads[first : first + n], src[second : second + n])
+        k = 5
+    else:
+        _add_sum(out, base, quads[first : first + n])
+        k = 4
     while k + 4 <= length:
-        _add(dst[start:stop], quads[first + k * stride : first + k * stride + n])
+        _add(out, quads[first + k * stride : first + k * stride + n])
         k += 4
     if length - k >= 2:
-        _add(dst[start:stop], pairs[first + k * stride : first + k * stride + n])
+        _add(out, pairs[first + k * stride : first + k * stride + n])
         k += 2
     if k < length:
-        _add(dst[start:stop], src[first + k * stride : first + k * stride + n])
+        _add(out, src[first + k * stride : first + k * stride + n])
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _sum3(dst, a, b, c):
+    for q in range(dst.shape[0]):
+        dst[q] = a[q] + b[q] + c[q]
 
 
 @numba.njit(cache=True, fastmath=_FAST)
