@@ -12,7 +12,7 @@ the XLA formulation cannot express with static shapes:
   reads are skipped in the forward and the adjoint passes;
 - box sums by doubling: 4 passes for a 9-tap sum instead of 10;
 - float32 exps use a vectorisable polynomial (the Cephes expf reduction, relative error
-  < 3e-7), where numba would call the scalar libm exp; float64 keeps ``np.exp``.
+  3.0e-7 measured, < 5e-7 tested), where numba would call the scalar libm exp; float64 keeps ``np.exp``.
 
 All arrays are channels-first and per image; the loss value and the gradient come out of one call
 (the loss is a scalar, so ``ssl_loss`` computes its gradient in the forward rule anyway).
