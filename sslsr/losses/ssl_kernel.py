@@ -159,11 +159,13 @@ def _sum3(dst, a, b, c):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _complements(pf, s, k, height, wp):
+def _complements(pf, s, k, height, wp, margin):
     """Energy complements of the zero-padded search area, flat with row stride Wp.
 
     E[q] = sum_c centre^2, fx (S, Hc * Wp) = sum_{kx invalid for dx} E[q + kx] and comp
-    (S, H * Wp) = sum_{ky invalid for dy} sum_{all kx} E[q + ky Wp + kx] (valid columns x < W).
+    (S, H * Wp) = sum_{ky invalid for dy} sum_{all kx} E[q + ky Wp + kx] (valid columns x < W),
+    both stored from index ``margin`` on, with ``margin`` zeros on either side: the mirrored
+    offset of a pair reads them shifted (see ``_logits``).
     """
     r, w = s // 2, k // 2
     hc = height + 2 * w
@@ -178,15 +180,16 @@ def _complements(pf, s, k, height, wp):
             energy[q] += x[q] * x[q]
     row_energy = np.zeros(hc * wp, pf.dtype)
     _box(row_energy, energy, 0, n_box, 0, k, 1)
-    fx = np.zeros((s, hc * wp), pf.dtype)
-    comp = np.zeros((s, height * wp), pf.dtype)
+    fx = np.zeros((s, 2 * margin + hc * wp), pf.dtype)
+    comp = np.zeros((s, 2 * margin + hc * wp), pf.dtype)
     n_comp = (height - 1) * wp + width
     for o in range(s):
         lo, hi = _tap_range(o, r, w, k)
-        _box(fx[o], energy, 0, n_box, 0, lo, 1)
-        _box(fx[o], energy, 0, n_box, hi, k, 1)
-        _box(comp[o], row_energy, 0, n_comp, 0, lo, wp)
-        _box(comp[o], row_energy, 0, n_comp, hi, k, wp)
+        fx_o, comp_o = fx[o, margin:], comp[o, margin:]
+        _box(fx_o, energy, 0, n_box, 0, lo, 1)
+        _box(fx_o, energy, 0, n_box, hi, k, 1)
+        _box(comp_o, row_energy, 0, n_comp, 0, lo, wp)
+        _box(comp_o, row_energy, 0, n_comp, hi, k, wp)
     return fx, comp
 
 
@@ -209,49 +212,98 @@ def _squared_distance(dst, pf, first, second):
             dst[q] += diff * diff
 
 
+@numba.njit(cache=True)
+def _masked_span(row_m, y0, y1, height):
+    """The masked pixels [m0, m1) of rows [y0, y1) clipped to the image."""
+    return row_m[min(max(y0, 0), height)], row_m[min(max(y1, 0), height)]
+
+
+@numba.njit(cache=True)
+def _is_full(lo, hi, k):
+    return lo == 0 and hi == k
+
+
 @numba.njit(cache=True, fastmath=_FAST)
 def _logits(pf, qm, row_m, s, k, height, scale, out):
     """out[o, m] = d^2(pixel m, offset o) * scale for the masked pixels at flat qm[m] = y Wp + x.
 
     pf: (C, Hp * Wp) flat P2. Everything is flat with row stride Wp (the 2R columns past each
-    row's valid ones are computed and ignored), so every stage is a long unit-stride loop. The
-    rows are walked in blocks of ``_BLOCK_ROWS`` whose working rows stay in L1: per offset and
-    block, the distances and x-box of the tap rows the block needs (each tap row once, in
-    order), then its y-box. row_m[y]: the first masked pixel of row y (qm is sorted); blocks
-    without masked pixels are skipped.
+    row's valid ones are computed and ignored), so every stage is a long unit-stride loop.
+
+    Offsets come in pairs o, -o that share their squared differences: with delta = dy Wp + dx,
+    D_{-o}(q) = D_o(q - delta). Each pair is computed once in the frame of o over the union of
+    both offsets' rows and columns, z = q for o and z = q - delta for -o (``margin`` = R Wp + R
+    keeps z >= 0 in the arrays). Both use the same x-box when dx is interior (all taps valid,
+    |dx| <= R - w) and the same y-box when dy is too; otherwise each offset gets its own box from
+    the shared D, with its complements read shifted by delta for -o.
+
+    The rows are walked in blocks of ``_BLOCK_ROWS`` whose working rows stay in L1: per pair and
+    block, the distances and x-boxes of the tap rows the block needs (each tap row once, in
+    order), then the y-boxes. row_m[y]: the first masked pixel of row y (qm is sorted); blocks
+    whose rows hold no masked pixel of either offset are skipped.
     """
     r, w = s // 2, k // 2
     hc = height + 2 * w
     wp = pf.shape[1] // (hc + 2 * r)
-    width = wp - 2 * r - 2 * w
     n_tap = hc * wp - 2 * r
-    fx, comp = _complements(pf, s, k, height, wp)
+    n_box = n_tap - (k - 1)
+    n_pix = height * wp
+    margin = r * wp + r
+    fx, comp = _complements(pf, s, k, height, wp, margin)
     centre = r * wp + r
-    dist = np.zeros(hc * wp, pf.dtype)
-    t = np.zeros_like(dist)
-    pairs = np.zeros_like(dist)
-    quads = np.zeros_like(dist)
-    d2 = np.zeros(height * wp, pf.dtype)
-    for i in range(s):
+    dist = np.zeros(2 * margin + hc * wp, pf.dtype)
+    t_o, t_m = np.zeros_like(dist), np.zeros_like(dist)
+    d2_o, d2_m = np.zeros_like(dist), np.zeros_like(dist)
+    pairs, quads = np.zeros_like(dist), np.zeros_like(dist)
+    for i in range(r, s):
+        dy, mi = i - r, 2 * r - i
         ylo, yhi = _tap_range(i, r, w, k)
+        mylo, myhi = _tap_range(mi, r, w, k)
+        y_shared = _is_full(ylo, yhi, k)
         for j in range(s):
+            if dy == 0 and j < r:
+                continue  # the pair was done as (0, -dx)
+            dx, mj = j - r, 2 * r - j
+            delta = dy * wp + dx
+            paired = delta != 0
             xlo, xhi = _tap_range(j, r, w, k)
-            shifted = i * wp + j
-            out_o = out[i * s + j]
-            t_done = 0
-            for y0 in range(0, height, _BLOCK_ROWS):
-                y1 = min(y0 + _BLOCK_ROWS, height)
-                if row_m[y0] == row_m[y1]:
+            mxlo, mxhi = _tap_range(mj, r, w, k)
+            x_shared = _is_full(xlo, xhi, k)
+            both_shared = x_shared and y_shared
+            out_o, out_m = out[i * s + j], out[mi * s + mj]
+            # Every array is indexed by margin + z; -o reads its complements at q = z + delta.
+            fx_o, comp_o, fx_m, comp_m = fx[j], comp[i], fx[mj, delta:], comp[mi, delta:]
+            left = min(0, -dx)  # the first column in the z frame
+            t_done = -dy
+            for v0 in range(-dy, height, _BLOCK_ROWS):
+                v1 = min(v0 + _BLOCK_ROWS, height)
+                m0, m1 = _masked_span(row_m, v0, v1, height)
+                n0, n1 = _masked_span(row_m, v0 + dy, v1 + dy, height)
+                need_o, need_m = m0 < m1, paired and n0 < n1
+                if not (need_o or need_m):
                     continue
-                ya, yb = max(t_done, y0), y1 + k - 1
+                ya, yb = max(t_done, v0), v1 + k - 1
                 if ya < yb:
-                    a, b = ya * wp, min(yb * wp, n_tap)
-                    _squared_distance(dist[a:b], pf, a + centre, a + shifted)
-                    _window_sum(t, fx[j], dist, a, yb * wp - wp + width, xlo, xhi, 1, pairs, quads)
+                    a, b = ya * wp + left, min(yb * wp + left, n_box)
+                    _squared_distance(dist[margin + a : margin + min(b + k - 1, n_tap)], pf, centre + a, centre + delta + a)
+                    _window_sum(t_o, fx_o, dist, margin + a, margin + b, xlo, xhi, 1, pairs, quads)
+                    if paired and not x_shared:
+                        _window_sum(t_m, fx_m, dist, margin + a, margin + b, mxlo, mxhi, 1, pairs, quads)
                     t_done = yb
-                _window_sum(d2, comp[i], t, y0 * wp, (y1 - 1) * wp + width, ylo, yhi, wp, pairs, quads)
-                for m in range(row_m[y0], row_m[y1]):
-                    out_o[m] = d2[qm[m]] * scale
+                a, b = margin + v0 * wp + left, margin + min(v1 * wp + left, n_pix)
+                if need_o or both_shared:
+                    _window_sum(d2_o, comp_o, t_o, a, b, ylo, yhi, wp, pairs, quads)
+                for m in range(m0, m1):
+                    out_o[m] = d2_o[margin + qm[m]] * scale
+                if not need_m:
+                    continue
+                if both_shared:
+                    src = d2_o
+                else:
+                    src = d2_m
+                    _window_sum(d2_m, comp_m, t_o if x_shared else t_m, a, b, mylo, myhi, wp, pairs, quads)
+                for m in range(n0, n1):
+                    out_m[m] = src[margin + qm[m] - delta] * scale
 
 
 @numba.njit(cache=True, fastmath=_FAST)
@@ -330,9 +382,11 @@ def _scatter_products(d_x, d_y, x, y, dd, scratch):
 def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     """d_pf += d/dP2 of sum_{o, m} grad[o, m] d^2(m, o): the adjoint of ``_logits`` (flat).
 
-    Per offset, the masked pixels' cotangents are written onto the image grid (gmap) and carried,
-    block by block of tap rows, through the y-box adjoint (dt), the x-box adjoint (dd) and the
-    distance adjoint into d_pf; blocks that no masked pixel reaches are skipped.
+    Per pair o, -o (see ``_logits``), the masked pixels' cotangents are written onto the grid of
+    o's frame (gmap_o at z = q, gmap_m at z = q - delta) and carried, block by block of tap rows,
+    through the y-box adjoints (dt), the x-box adjoints (dd, summed over the pair) and, once per
+    pair, the adjoint of the shared distances into d_pf. When both boxes are shared, the pair's
+    cotangents share one map. Blocks that no masked pixel of the pair reaches are skipped.
     """
     r, w = s // 2, k // 2
     hc = height + 2 * w
@@ -340,47 +394,81 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     n_c = pf.shape[0]
     centre = r * wp + r
     n_tap = hc * wp - 2 * r
-    d_fx = np.zeros((s, hc * wp), pf.dtype)
+    # Flat arrays indexed by lead + z: z goes down to -(R Wp + R) and the adjoint boxes read up
+    # to K - 1 rows and columns further back.
+    lead = centre + (k - 1) * (wp + 1)
+    size = lead + hc * wp + centre
+    d_fx = np.zeros((s, size), pf.dtype)
     g_rows = np.zeros((s, height * wp), pf.dtype)
-    d_centre = np.zeros((n_c, hc * wp), pf.dtype)
-    # Flat arrays indexed by lead + q: the adjoint boxes read up to K - 1 rows and columns back.
-    # gmap's entries outside the masked pixels stay 0 (the masked set is the same for every
-    # offset, so it is overwritten, never cleared), and so do the ignored columns of dt.
-    lead = (k - 1) * (wp + 1)
-    gmap = np.zeros(lead + hc * wp, pf.dtype)
-    dt = np.zeros_like(gmap)
-    dd = np.zeros_like(gmap)
-    pairs = np.zeros_like(gmap)
-    quads = np.zeros_like(gmap)
-    zero = np.zeros_like(gmap)
-    for i in range(s):
+    d_centre = np.zeros_like(pf)  # indexed by centre + z, like pf
+    gmap_o, gmap_m = np.zeros(size, pf.dtype), np.zeros(size, pf.dtype)
+    dt_o, dt_m, dd = np.zeros(size, pf.dtype), np.zeros(size, pf.dtype), np.zeros(size, pf.dtype)
+    pairs, quads, zero = np.zeros(size, pf.dtype), np.zeros(size, pf.dtype), np.zeros(size, pf.dtype)
+    for i in range(r, s):
+        dy, mi = i - r, 2 * r - i
         ylo, yhi = _tap_range(i, r, w, k)
+        mylo, myhi = _tap_range(mi, r, w, k)
+        y_shared = _is_full(ylo, yhi, k)
         for j in range(s):
+            if dy == 0 and j < r:
+                continue
+            dx, mj = j - r, 2 * r - j
+            delta = dy * wp + dx
+            paired = delta != 0
             xlo, xhi = _tap_range(j, r, w, k)
-            shifted = i * wp + j
-            grad_o, d_fx_j = grad[i * s + j], d_fx[j]
+            mxlo, mxhi = _tap_range(mj, r, w, k)
+            x_shared = _is_full(xlo, xhi, k)
+            both_shared = x_shared and y_shared
+            grad_o, grad_m = grad[i * s + j], grad[mi * s + mj]
+            if not y_shared:  # comp[i] is 0 for an interior dy
+                for m in range(qm.shape[0]):
+                    g_rows[i, qm[m]] += grad_o[m]
+                    g_rows[mi, qm[m]] += grad_m[m]
             for m in range(qm.shape[0]):
-                gmap[lead + qm[m]] = grad_o[m]
-            _add(g_rows[i], gmap[lead : lead + height * wp])
-            for y0 in range(0, hc, _BLOCK_ROWS):
+                gmap_o[lead + qm[m]] = grad_o[m]
+            map_m = gmap_o if both_shared else gmap_m
+            if paired:
+                for m in range(qm.shape[0]):
+                    map_m[lead + qm[m] - delta] += grad_m[m]
+            left = min(0, -dx)
+            done = -1  # the end of the last block computed: the x-box adjoint reads K - 1 back
+            for y0 in range(-dy, hc, _BLOCK_ROWS):
                 y1 = min(y0 + _BLOCK_ROWS, hc)
-                if row_m[max(0, y0 - k + 1)] == row_m[min(y1, height)]:
+                m0, m1 = _masked_span(row_m, y0 - k + 1, y1, height)
+                n0, n1 = _masked_span(row_m, y0 - k + 1 + dy, y1 + dy, height)
+                if m0 == m1 and not (paired and n0 < n1):
                     continue  # no masked pixel within K - 1 rows above: dt is 0 here
-                qa, qb = lead + y0 * wp, lead + min(y1 * wp, n_tap)
-                # dt[q] = sum_{ky in [ylo, yhi)} gmap[q - ky Wp], dd[q] = sum_{kx} dt[q - kx]
-                _window_sum(dt, zero, gmap, qa, qb, 1 - yhi, 1 - ylo, wp, pairs, quads)
-                _add(d_fx_j[qa - lead : qb - lead], dt[qa:qb])
-                _window_sum(dd, zero, dt, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
-                a, b = qa - lead, qb - lead
+                qa, qb = lead + y0 * wp + left, lead + min(y1 * wp + left, n_tap)
+                if done != qa:
+                    dt_o[qa - k + 1 : qa] = 0
+                    dt_m[qa - k + 1 : qa] = 0
+                done = qb
+                # dt[z] = sum_{ky in [ylo, yhi)} gmap[z - ky Wp], dd[z] = sum_{kx} dt[z - kx]
+                _window_sum(dt_o, zero, gmap_o, qa, qb, 1 - yhi, 1 - ylo, wp, pairs, quads)
+                if both_shared or not paired:
+                    _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                elif x_shared:
+                    _window_sum(dt_o, dt_o, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, pairs, quads)
+                    _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                else:
+                    _window_sum(dt_m, zero, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, pairs, quads)
+                    _add(d_fx[j, qa:qb], dt_o[qa:qb])
+                    _add(d_fx[mj, qa + delta : qb + delta], dt_m[qa:qb])
+                    _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                    _window_sum(dd, dd, dt_m, qa, qb, 1 - mxhi, 1 - mxlo, 1, pairs, quads)
+                a, b = centre + qa - lead, centre + qb - lead
                 for c in range(n_c):
                     _scatter_products(
                         d_centre[c, a:b],
-                        d_pf[c, a + shifted : b + shifted],
-                        pf[c, a + centre : b + centre],
-                        pf[c, a + shifted : b + shifted],
+                        d_pf[c, a + delta : b + delta],
+                        pf[c, a:b],
+                        pf[c, a + delta : b + delta],
                         dd[qa:qb],
                         pairs,
                     )
+            for m in range(qm.shape[0]):
+                gmap_o[lead + qm[m]] = 0
+                map_m[lead + qm[m] - delta] = 0
     width = wp - 2 * r - 2 * w
     # Energy complements (see _complements): comp[i] = sum_{ky invalid} row_energy[q + ky Wp],
     # fx[j] = sum_{kx invalid} E[q + kx], row_energy = sum_kx E[q + kx].
@@ -395,13 +483,14 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
                 _add(d_row_energy[ky * wp : ky * wp + n_comp], g_rows[o, :n_comp])
         for kx in range(k):
             if kx < lo or kx >= hi:
-                _add(d_energy[kx : kx + n_box], d_fx[o, :n_box])
+                _add(d_energy[kx : kx + n_box], d_fx[o, lead : lead + n_box])
     for kx in range(k):
         _add(d_energy[kx : kx + n_box], d_row_energy[:n_box])
     for c in range(n_c):
-        d_c, x, d_x = d_centre[c], pf[c, centre : centre + n_tap], d_pf[c, centre : centre + n_tap]
+        _add(d_pf[c], d_centre[c])
+        x, d_x = pf[c, centre : centre + n_tap], d_pf[c, centre : centre + n_tap]
         for q in range(n_tap):
-            d_x[q] += d_c[q] + 2.0 * x[q] * d_energy[q]
+            d_x[q] += 2.0 * x[q] * d_energy[q]
 
 
 @numba.njit(cache=True)
