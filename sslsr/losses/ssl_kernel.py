@@ -36,7 +36,7 @@ from numba.extending import intrinsic
 # 'nnan'/'ninf' are left out on purpose: a NaN in a masked image must reach the loss.
 _FAST = {"contract", "reassoc", "nsz", "arcp"}
 # Rows per block of the distance pipelines: ~10 rows of a 128-px image per working array fit L1.
-_BLOCK_ROWS = 8
+_BLOCK_ROWS = 16
 _EPS = 1e-10
 
 # Cephes expf: exp(x) = 2^n exp(r), r = x - n ln2 split in two parts, degree-6 polynomial.
@@ -103,13 +103,27 @@ def _add_sum(dst, a, b):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _window_sum(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
-    """dst[q] = base[q] + sum_{k in [lo, hi)} src[q + k * stride] for q in [start, stop).
+def _doubling(src, pairs, quads, start, stop, stride, quads_start):
+    """pairs[x] = src[x] + src[x + stride] on [start, stop), quads[x] = pairs[x] + pairs[x + 2 stride]
+    on [quads_start, stop - 2 stride).
 
-    Box sums by doubling (pairs[x] = src[x] + src[x + stride], quads from pairs): a 9-tap sum
-    takes 4 passes over cache-resident rows instead of 10. Every sum is still one of
-    non-negative terms or of cotangents, only grouped differently. pairs, quads: scratch as long
-    as src.
+    quads_start = start for a fresh range; start - 2 stride extends the previous call on the same
+    arrays (whose pairs ended at ``start``), so blocks walked in order reuse their halo rows.
+    """
+    _add_sum(pairs[start:stop], src[start:stop], src[start + stride : stop + stride])
+    end = stop - 2 * stride
+    if end > quads_start:
+        _add_sum(quads[quads_start:end], pairs[quads_start:end], pairs[quads_start + 2 * stride : end + 2 * stride])
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _assemble(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
+    """dst[q] = base[q] + sum_{k in [lo, hi)} src[q + k * stride] for q in [start, stop), from
+    the doubling of src (``_doubling``), valid on [start + lo stride, stop + (hi - 2) stride).
+
+    The terms: quads at 0, 4, ..., then pairs and src for the remainder; the first pass adds two
+    of them to base. Every sum is still one of non-negative terms or of cotangents, only grouped
+    differently.
     """
     length, first, n = hi - lo, start + lo * stride, stop - start
     out, base = dst[start:stop], base[start:stop]
@@ -121,14 +135,9 @@ def _window_sum(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
         return
     if length < 4:
         _sum3(out, base, src[first : first + n], src[first + stride : first + stride + n])
-        _box(dst, src, start, stop, lo + 2, hi, stride)
+        if length == 3:
+            _add(out, src[first + 2 * stride : first + 2 * stride + n])
         return
-    extent = n + (length - 2) * stride  # the pairs the sum reads
-    _add_sum(pairs[first : first + extent], src[first : first + extent], src[first + stride : first + stride + extent])
-    extent -= 2 * stride
-    _add_sum(quads[first : first + extent], pairs[first : first + extent], pairs[first + 2 * stride : first + 2 * stride + extent])
-    # The terms: quads at 0, 4, ..., then pairs and src for the remainder; the first pass adds
-    # two of them to base.
     second = first + 4 * stride
     if length >= 8:
         _sum3(out, base, quads[first : first + n], quads[second : second + n])
@@ -150,6 +159,19 @@ def _window_sum(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
         k += 2
     if k < length:
         _add(out, src[first + k * stride : first + k * stride + n])
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _window_sum(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
+    """dst[q] = base[q] + sum_{k in [lo, hi)} src[q + k * stride] for q in [start, stop).
+
+    Box sums by doubling (pairs, quads: scratch as long as src): a 9-tap sum takes 4 passes over
+    cache-resident rows instead of 10.
+    """
+    if hi - lo >= 4:
+        first = start + lo * stride
+        _doubling(src, pairs, quads, first, stop + (hi - 2) * stride, stride, first)
+    _assemble(dst, base, src, start, stop, lo, hi, stride, pairs, quads)
 
 
 @numba.njit(cache=True, fastmath=_FAST)
@@ -223,6 +245,26 @@ def _is_full(lo, hi, k):
     return lo == 0 and hi == k
 
 
+@numba.njit(cache=True)
+def _zeros(n, like):
+    """Zeros of like's dtype whose first element sits on a 64-byte boundary, as XLA's buffers
+    do: with the same phase as P2, the unit-stride passes of a block start on cache lines."""
+    unit = 64 // like.itemsize
+    buffer = np.zeros(n + unit, like.dtype)
+    shift = -(buffer.ctypes.data // like.itemsize) % unit
+    return buffer[shift : shift + n]
+
+
+@numba.njit(cache=True)
+def _block_start(row, first_row, wp, left, centre, unit):
+    """The flat start of the block that begins at ``row``: the first block starts exactly, the
+    others on the cache line (in P2's frame, z + centre) just before their first row."""
+    z = row * wp + left
+    if row == first_row:
+        return z
+    return z - (z + centre) % unit
+
+
 @numba.njit(cache=True, fastmath=_FAST)
 def _logits(pf, qm, row_m, s, k, height, scale, out):
     """out[o, m] = d^2(pixel m, offset o) * scale for the masked pixels at flat qm[m] = y Wp + x.
@@ -231,16 +273,18 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
     row's valid ones are computed and ignored), so every stage is a long unit-stride loop.
 
     Offsets come in pairs o, -o that share their squared differences: with delta = dy Wp + dx,
-    D_{-o}(q) = D_o(q - delta). Each pair is computed once in the frame of o over the union of
-    both offsets' rows and columns, z = q for o and z = q - delta for -o (``margin`` = R Wp + R
-    keeps z >= 0 in the arrays). Both use the same x-box when dx is interior (all taps valid,
-    |dx| <= R - w) and the same y-box when dy is too; otherwise each offset gets its own box from
-    the shared D, with its complements read shifted by delta for -o.
+    D_{-o}(q) = D_o(q - delta). Each pair is computed once in the frame of o, over the union of
+    both offsets' rows and columns: z = q for o and z = q - delta for -o (arrays are indexed by
+    margin + z, margin = R Wp + R). The two offsets' x-boxes are the same when dx is interior
+    (all taps valid, |dx| <= R - w), their y-boxes when dy is too; otherwise each offset
+    assembles its own box from the shared doubling (``_doubling``) and reads its complements
+    shifted by delta for -o.
 
     The rows are walked in blocks of ``_BLOCK_ROWS`` whose working rows stay in L1: per pair and
     block, the distances and x-boxes of the tap rows the block needs (each tap row once, in
-    order), then the y-boxes. row_m[y]: the first masked pixel of row y (qm is sorted); blocks
-    whose rows hold no masked pixel of either offset are skipped.
+    order), then the y-boxes, whose doubling carries over from the block above. row_m[y]: the
+    first masked pixel of row y (qm is sorted); blocks whose rows hold no masked pixel of either
+    offset are skipped.
     """
     r, w = s // 2, k // 2
     hc = height + 2 * w
@@ -251,10 +295,13 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
     margin = r * wp + r
     fx, comp = _complements(pf, s, k, height, wp, margin)
     centre = r * wp + r
-    dist = np.zeros(2 * margin + hc * wp, pf.dtype)
-    t_o, t_m = np.zeros_like(dist), np.zeros_like(dist)
-    d2_o, d2_m = np.zeros_like(dist), np.zeros_like(dist)
-    pairs, quads = np.zeros_like(dist), np.zeros_like(dist)
+    size = 2 * margin + hc * wp
+    dist, t_o, t_m, d2_o, d2_m = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
+    x_pairs, x_quads = _zeros(size, pf), _zeros(size, pf)
+    y_pairs_o, y_quads_o, y_pairs_m, y_quads_m = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
+    # Blocks start on cache lines when rows keep their phase (Wp a multiple of the line).
+    unit = 64 // pf.itemsize if wp % (64 // pf.itemsize) == 0 else 1
+    doubled = k >= 4  # shorter boxes add src directly
     for i in range(r, s):
         dy, mi = i - r, 2 * r - i
         ylo, yhi = _tap_range(i, r, w, k)
@@ -270,11 +317,12 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
             mxlo, mxhi = _tap_range(mj, r, w, k)
             x_shared = _is_full(xlo, xhi, k)
             both_shared = x_shared and y_shared
+            separate = paired and not x_shared  # -o has a t of its own
             out_o, out_m = out[i * s + j], out[mi * s + mj]
-            # Every array is indexed by margin + z; -o reads its complements at q = z + delta.
+            # -o reads its complements at q = z + delta.
             fx_o, comp_o, fx_m, comp_m = fx[j], comp[i], fx[mj, delta:], comp[mi, delta:]
             left = min(0, -dx)  # the first column in the z frame
-            t_done = -dy
+            t_done, y_done = -dy, -1
             for v0 in range(-dy, height, _BLOCK_ROWS):
                 v1 = min(v0 + _BLOCK_ROWS, height)
                 m0, m1 = _masked_span(row_m, v0, v1, height)
@@ -284,15 +332,27 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
                     continue
                 ya, yb = max(t_done, v0), v1 + k - 1
                 if ya < yb:
-                    a, b = ya * wp + left, min(yb * wp + left, n_box)
-                    _squared_distance(dist[margin + a : margin + min(b + k - 1, n_tap)], pf, centre + a, centre + delta + a)
-                    _window_sum(t_o, fx_o, dist, margin + a, margin + b, xlo, xhi, 1, pairs, quads)
-                    if paired and not x_shared:
-                        _window_sum(t_m, fx_m, dist, margin + a, margin + b, mxlo, mxhi, 1, pairs, quads)
+                    a = margin + _block_start(ya, -dy, wp, left, centre, unit)
+                    b = margin + (n_box if yb >= hc else min(_block_start(yb, -dy, wp, left, centre, unit), n_box))
+                    _squared_distance(dist[a : min(b + k - 1, margin + n_tap)], pf, a - margin + centre, a - margin + centre + delta)
+                    if doubled:
+                        _doubling(dist, x_pairs, x_quads, a, b + k - 2, 1, a)
+                    _assemble(t_o, fx_o, dist, a, b, xlo, xhi, 1, x_pairs, x_quads)
+                    if separate:
+                        _assemble(t_m, fx_m, dist, a, b, mxlo, mxhi, 1, x_pairs, x_quads)
                     t_done = yb
-                a, b = margin + v0 * wp + left, margin + min(v1 * wp + left, n_pix)
+                a = margin + _block_start(v0, -dy, wp, left, centre, unit)
+                b = margin + (min(v1 * wp + left, n_pix) if v1 == height else _block_start(v1, -dy, wp, left, centre, unit))
+                if doubled:
+                    # The doubling of the y-boxes for rows [v0, v1 + K - 2): fresh, or only the
+                    # rows below the previous block's.
+                    start, quads_start = (a + (k - 2) * wp, a + (k - 4) * wp) if y_done == a else (a, a)
+                    _doubling(t_o, y_pairs_o, y_quads_o, start, b + (k - 2) * wp, wp, quads_start)
+                    if separate:
+                        _doubling(t_m, y_pairs_m, y_quads_m, start, b + (k - 2) * wp, wp, quads_start)
+                    y_done = b
                 if need_o or both_shared:
-                    _window_sum(d2_o, comp_o, t_o, a, b, ylo, yhi, wp, pairs, quads)
+                    _assemble(d2_o, comp_o, t_o, a, b, ylo, yhi, wp, y_pairs_o, y_quads_o)
                 for m in range(m0, m1):
                     out_o[m] = d2_o[margin + qm[m]] * scale
                 if not need_m:
@@ -301,7 +361,10 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
                     src = d2_o
                 else:
                     src = d2_m
-                    _window_sum(d2_m, comp_m, t_o if x_shared else t_m, a, b, mylo, myhi, wp, pairs, quads)
+                    if separate:
+                        _assemble(d2_m, comp_m, t_m, a, b, mylo, myhi, wp, y_pairs_m, y_quads_m)
+                    else:
+                        _assemble(d2_m, comp_m, t_o, a, b, mylo, myhi, wp, y_pairs_o, y_quads_o)
                 for m in range(n0, n1):
                     out_m[m] = src[margin + qm[m] - delta] * scale
 
@@ -396,14 +459,16 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     n_tap = hc * wp - 2 * r
     # Flat arrays indexed by lead + z: z goes down to -(R Wp + R) and the adjoint boxes read up
     # to K - 1 rows and columns further back.
-    lead = centre + (k - 1) * (wp + 1)
+    unit = 64 // pf.itemsize if wp % (64 // pf.itemsize) == 0 else 1
+    lead = centre + ((k - 1) * (wp + 1) + unit - 1) // unit * unit  # lead = centre (mod unit)
     size = lead + hc * wp + centre
     d_fx = np.zeros((s, size), pf.dtype)
     g_rows = np.zeros((s, height * wp), pf.dtype)
     d_centre = np.zeros_like(pf)  # indexed by centre + z, like pf
-    gmap_o, gmap_m = np.zeros(size, pf.dtype), np.zeros(size, pf.dtype)
-    dt_o, dt_m, dd = np.zeros(size, pf.dtype), np.zeros(size, pf.dtype), np.zeros(size, pf.dtype)
-    pairs, quads, zero = np.zeros(size, pf.dtype), np.zeros(size, pf.dtype), np.zeros(size, pf.dtype)
+    gmap_o, gmap_m, dt_o, dt_m, dd = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
+    pairs, quads, zero = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
+    y_pairs_o, y_quads_o, y_pairs_m, y_quads_m = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
+    doubled = k >= 4  # shorter boxes add src directly
     for i in range(r, s):
         dy, mi = i - r, 2 * r - i
         ylo, yhi = _tap_range(i, r, w, k)
@@ -438,20 +503,29 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
                 n0, n1 = _masked_span(row_m, y0 - k + 1 + dy, y1 + dy, height)
                 if m0 == m1 and not (paired and n0 < n1):
                     continue  # no masked pixel within K - 1 rows above: dt is 0 here
-                qa, qb = lead + y0 * wp + left, lead + min(y1 * wp + left, n_tap)
-                if done != qa:
+                qa = lead + _block_start(y0, -dy, wp, left, centre, unit)
+                qb = lead + (n_tap if y1 == hc else min(_block_start(y1, -dy, wp, left, centre, unit), n_tap))
+                resume = done == qa
+                if not resume:
                     dt_o[qa - k + 1 : qa] = 0
                     dt_m[qa - k + 1 : qa] = 0
                 done = qb
+                if doubled:
+                    # The doubling of gmap for the y-box adjoints reads K - 1 rows back: fresh,
+                    # or only the rows below the previous block's.
+                    start, quads_start = (qa - wp, qa - 3 * wp) if resume else (qa - (k - 1) * wp, qa - (k - 1) * wp)
+                    _doubling(gmap_o, y_pairs_o, y_quads_o, start, qb - wp, wp, quads_start)
+                    if not both_shared:
+                        _doubling(gmap_m, y_pairs_m, y_quads_m, start, qb - wp, wp, quads_start)
                 # dt[z] = sum_{ky in [ylo, yhi)} gmap[z - ky Wp], dd[z] = sum_{kx} dt[z - kx]
-                _window_sum(dt_o, zero, gmap_o, qa, qb, 1 - yhi, 1 - ylo, wp, pairs, quads)
+                _assemble(dt_o, zero, gmap_o, qa, qb, 1 - yhi, 1 - ylo, wp, y_pairs_o, y_quads_o)
                 if both_shared or not paired:
                     _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                 elif x_shared:
-                    _window_sum(dt_o, dt_o, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, pairs, quads)
+                    _assemble(dt_o, dt_o, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
                     _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                 else:
-                    _window_sum(dt_m, zero, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, pairs, quads)
+                    _assemble(dt_m, zero, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
                     _add(d_fx[j, qa:qb], dt_o[qa:qb])
                     _add(d_fx[mj, qa + delta : qb + delta], dt_m[qa:qb])
                     _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
