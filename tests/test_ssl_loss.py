@@ -390,41 +390,66 @@ def _kernel_inputs(image, mask, search_size=25, window_size=9):
     return p2.reshape(p2.shape[0], -1), wp, ssl_kernel._masked_pixels(mask.astype(image.dtype), wp)
 
 
-def test_kernel_distances_match_oracle_for_every_offset(crops):
+# Geometries of the kernel-level tests: the paper's sizes on a real crop (rows a multiple of the
+# cache line: aligned block starts), odd sizes (Wp = 85: unaligned starts, partial last blocks),
+# a mask in two bands (skipped blocks between them), and a window too short for the doubling.
+KERNEL_GEOMETRIES = {
+    "real 48x48, 25/9": (48, 48, 25, 9),
+    "37x53, 25/9": (37, 53, 25, 9),
+    "banded 96x48, 25/9": (96, 48, 25, 9),
+    "14x15, 7/3": (14, 15, 7, 3),
+}
+
+
+def _kernel_case(crops, geometry):
+    """(H, W, C) float64 image, (H, W) mask with some border pixels on, and the kernel's inputs."""
+    height, width, search, window = KERNEL_GEOMETRIES[geometry]
+    if height == 48:
+        image, mask = crops[1][0].astype(np.float64), crops[2][0].copy()
+    else:
+        rng = np.random.default_rng(height)
+        image = rng.random((height, width, 3))
+        mask = (rng.random((height, width)) < 0.15).astype(np.float32)
+        if height == 96:
+            mask[6:80] = 0
+    mask[[0, height - 1, 0, height - 1, height // 2], [0, width - 1, width // 2, 5, 0]] = 1.0  # image borders too
+    return image, mask, search, window, _kernel_inputs(image, mask, search, window)
+
+
+@pytest.mark.parametrize("geometry", list(KERNEL_GEOMETRIES))
+def test_kernel_distances_match_oracle_for_every_offset(crops, geometry):
     # Every offset's d^2, not only the loss: far offsets barely move the loss (their
     # similarities sit under the 1e-10 clamp), so a wrong tap there would pass the loss tests.
     from sslsr.losses import ssl_kernel
 
-    _, hr, mask = crops
-    mask = mask[0].copy()
-    mask[[0, 47, 0, 47, 20], [0, 47, 30, 5, 0]] = 1.0  # image borders too
-    pf, wp, (qm, _, row_m) = _kernel_inputs(hr[0].astype(np.float64), mask)
-    d2 = np.empty((625, qm.shape[0]))
-    ssl_kernel._logits(pf, qm, row_m, 25, 9, 48, 1.0 / (3 * 81), d2)
+    image, _, search, window, (pf, wp, (qm, _, row_m)) = _kernel_case(crops, geometry)
+    d2 = np.empty((search * search, qm.shape[0]))
+    ssl_kernel._logits(pf, qm, row_m, search, window, image.shape[0], 1.0 / (3 * window * window), d2)
     coords = [(q // wp, q % wp) for q in qm]
-    expected = ssl_oracle.window_distances(hr[0], coords)
+    expected = ssl_oracle.window_distances(image, coords, search, window)
     np.testing.assert_allclose(d2.T, expected, rtol=1e-12, atol=1e-14)
 
 
-def test_kernel_adjoint_is_the_transpose_of_its_distances(crops):
+@pytest.mark.parametrize("geometry", list(KERNEL_GEOMETRIES))
+def test_kernel_adjoint_is_the_transpose_of_its_distances(crops, geometry):
     # d^2 is quadratic in P2, so a central difference of <G, d^2(P2 + eps V)> is exact up to
     # rounding: the hand-written adjoint must give the same <adjoint(G), V> for every term.
     from sslsr.losses import ssl_kernel
 
-    _, hr, mask = crops
-    pf, wp, (qm, _, row_m) = _kernel_inputs(hr[0].astype(np.float64), mask[0])
+    image, _, search, window, (pf, wp, (qm, _, row_m)) = _kernel_case(crops, geometry)
+    height, n_off = image.shape[0], search * search
     rng = np.random.default_rng(12)
-    cotangent = rng.standard_normal((625, qm.shape[0]))
+    cotangent = rng.standard_normal((n_off, qm.shape[0]))
     direction = rng.standard_normal(pf.shape)
 
     def distances(p):
-        out = np.empty((625, qm.shape[0]))
-        ssl_kernel._logits(p, qm, row_m, 25, 9, 48, 1.0, out)
+        out = np.empty((n_off, qm.shape[0]))
+        ssl_kernel._logits(p, qm, row_m, search, window, height, 1.0, out)
         return out
 
     eps = 1e-3
     numeric = np.sum(cotangent * (distances(pf + eps * direction) - distances(pf - eps * direction))) / (2 * eps)
     adjoint = np.zeros_like(pf)
-    ssl_kernel._logits_transpose(pf, qm, row_m, 25, 9, 48, cotangent, adjoint)
+    ssl_kernel._logits_transpose(pf, qm, row_m, search, window, height, cotangent, adjoint)
     assert adjoint.dtype == np.float64
     np.testing.assert_allclose(np.sum(adjoint * direction), numeric, rtol=1e-10)

@@ -117,39 +117,57 @@ def _doubling(src, pairs, quads, start, stop, stride, quads_start):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
+def _start_sum(out, base, start, a, b):
+    """out = base[start:] + a (+ b): the first pass of a box sum; base None: no base (0)."""
+    if base is None:
+        if b is None:
+            out[:] = a
+        else:
+            _add_sum(out, a, b)
+    elif b is None:
+        _add_sum(out, base[start : start + out.shape[0]], a)
+    else:
+        _sum3(out, base[start : start + out.shape[0]], a, b)
+
+
+@numba.njit(cache=True, fastmath=_FAST)
 def _assemble(dst, base, src, start, stop, lo, hi, stride, pairs, quads):
     """dst[q] = base[q] + sum_{k in [lo, hi)} src[q + k * stride] for q in [start, stop), from
     the doubling of src (``_doubling``), valid on [start + lo stride, stop + (hi - 2) stride).
 
-    The terms: quads at 0, 4, ..., then pairs and src for the remainder; the first pass adds two
-    of them to base. Every sum is still one of non-negative terms or of cotangents, only grouped
+    base None: 0 (a complement of an interior offset, a fresh adjoint), not read. The terms:
+    quads at 0, 4, ..., then pairs and src for the remainder; the first pass adds two of them to
+    base. Every sum is still one of non-negative terms or of cotangents, only grouped
     differently.
     """
     length, first, n = hi - lo, start + lo * stride, stop - start
-    out, base = dst[start:stop], base[start:stop]
-    if length <= 1:
-        if length == 1:
-            _add_sum(out, base, src[first : first + n])
+    out = dst[start:stop]
+    if length <= 0:
+        if base is None:
+            out[:] = 0
         else:
-            out[:] = base
+            out[:] = base[start:stop]
         return
     if length < 4:
-        _sum3(out, base, src[first : first + n], src[first + stride : first + stride + n])
+        if length == 1:
+            _start_sum(out, base, start, src[first : first + n], None)
+            return
+        _start_sum(out, base, start, src[first : first + n], src[first + stride : first + stride + n])
         if length == 3:
             _add(out, src[first + 2 * stride : first + 2 * stride + n])
         return
     second = first + 4 * stride
     if length >= 8:
-        _sum3(out, base, quads[first : first + n], quads[second : second + n])
+        _start_sum(out, base, start, quads[first : first + n], quads[second : second + n])
         k = 8
     elif length >= 6:
-        _sum3(out, base, quads[first : first + n], pairs[second : second + n])
+        _start_sum(out, base, start, quads[first : first + n], pairs[second : second + n])
         k = 6
     elif length == 5:
-        _sum3(out, base, quads[first : first + n], src[second : second + n])
+        _start_sum(out, base, start, quads[first : first + n], src[second : second + n])
         k = 5
     else:
-        _add_sum(out, base, quads[first : first + n])
+        _start_sum(out, base, start, quads[first : first + n], None)
         k = 4
     while k + 4 <= length:
         _add(out, quads[first + k * stride : first + k * stride + n])
@@ -337,7 +355,10 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
                     _squared_distance(dist[a : min(b + k - 1, margin + n_tap)], pf, a - margin + centre, a - margin + centre + delta)
                     if doubled:
                         _doubling(dist, x_pairs, x_quads, a, b + k - 2, 1, a)
-                    _assemble(t_o, fx_o, dist, a, b, xlo, xhi, 1, x_pairs, x_quads)
+                    if x_shared:  # fx_o is 0
+                        _assemble(t_o, None, dist, a, b, xlo, xhi, 1, x_pairs, x_quads)
+                    else:
+                        _assemble(t_o, fx_o, dist, a, b, xlo, xhi, 1, x_pairs, x_quads)
                     if separate:
                         _assemble(t_m, fx_m, dist, a, b, mxlo, mxhi, 1, x_pairs, x_quads)
                     t_done = yb
@@ -351,7 +372,9 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
                     if separate:
                         _doubling(t_m, y_pairs_m, y_quads_m, start, b + (k - 2) * wp, wp, quads_start)
                     y_done = b
-                if need_o or both_shared:
+                if y_shared and (need_o or x_shared):  # comp_o is 0
+                    _assemble(d2_o, None, t_o, a, b, ylo, yhi, wp, y_pairs_o, y_quads_o)
+                elif need_o:
                     _assemble(d2_o, comp_o, t_o, a, b, ylo, yhi, wp, y_pairs_o, y_quads_o)
                 for m in range(m0, m1):
                     out_o[m] = d2_o[margin + qm[m]] * scale
@@ -361,7 +384,9 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
                     src = d2_o
                 else:
                     src = d2_m
-                    if separate:
+                    if separate and y_shared:  # comp_m is 0
+                        _assemble(d2_m, None, t_m, a, b, mylo, myhi, wp, y_pairs_m, y_quads_m)
+                    elif separate:
                         _assemble(d2_m, comp_m, t_m, a, b, mylo, myhi, wp, y_pairs_m, y_quads_m)
                     else:
                         _assemble(d2_m, comp_m, t_o, a, b, mylo, myhi, wp, y_pairs_o, y_quads_o)
@@ -466,7 +491,7 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     g_rows = np.zeros((s, height * wp), pf.dtype)
     d_centre = np.zeros_like(pf)  # indexed by centre + z, like pf
     gmap_o, gmap_m, dt_o, dt_m, dd = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
-    pairs, quads, zero = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
+    pairs, quads = _zeros(size, pf), _zeros(size, pf)
     y_pairs_o, y_quads_o, y_pairs_m, y_quads_m = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
     doubled = k >= 4  # shorter boxes add src directly
     for i in range(r, s):
@@ -518,17 +543,17 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
                     if not both_shared:
                         _doubling(gmap_m, y_pairs_m, y_quads_m, start, qb - wp, wp, quads_start)
                 # dt[z] = sum_{ky in [ylo, yhi)} gmap[z - ky Wp], dd[z] = sum_{kx} dt[z - kx]
-                _assemble(dt_o, zero, gmap_o, qa, qb, 1 - yhi, 1 - ylo, wp, y_pairs_o, y_quads_o)
+                _assemble(dt_o, None, gmap_o, qa, qb, 1 - yhi, 1 - ylo, wp, y_pairs_o, y_quads_o)
                 if both_shared or not paired:
-                    _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                    _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                 elif x_shared:
                     _assemble(dt_o, dt_o, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
-                    _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                    _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                 else:
-                    _assemble(dt_m, zero, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
+                    _assemble(dt_m, None, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
                     _add(d_fx[j, qa:qb], dt_o[qa:qb])
                     _add(d_fx[mj, qa + delta : qb + delta], dt_m[qa:qb])
-                    _window_sum(dd, zero, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+                    _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                     _window_sum(dd, dd, dt_m, qa, qb, 1 - mxhi, 1 - mxlo, 1, pairs, quads)
                 a, b = centre + qa - lead, centre + qb - lead
                 for c in range(n_c):
