@@ -4,20 +4,28 @@ The same dense offset-major formulation as ``sslsr.losses.ssl`` (see its docstri
 notation: P2, D_o, the tap validity v and the energy complements), compiled with numba and called
 by XLA through its FFI (``ffi_target``). Why a kernel of its own: XLA:CPU runs every stage of the
 pipelined scan as a separate pass over (S, N, rows, W) arrays on one core, so the scan is bound
-by memory passes and leaves the second core idle. Here, per offset, every stage works on blocks
-of a few image rows that stay in L1, and the images of a batch are spread over the cores. Savings
-the XLA formulation cannot express with static shapes:
-- d^2 is needed only at masked pixels, so the y-box, the exps, the normalisation and the loss
-  terms run on the masked pixels only (~10-15% of an image), and row blocks that no masked pixel
-  reads are skipped in the forward and the adjoint passes;
-- box sums by doubling: 4 passes for a 9-tap sum instead of 10;
+by memory passes and leaves the second core idle. Here every stage works on blocks of a few
+image rows that stay in L1/L2, and the images of a batch are spread over the cores. Savings the
+XLA formulation cannot express with static shapes:
+- offsets come in pairs o, -o whose squared differences are the same field shifted by o
+  (D_{-o}(q) = D_o(q - o)): each pair computes them once, and so its box sums when both axes'
+  offsets are interior (all taps valid) or its x-box when dx is; the adjoint sums the pair's
+  cotangents before the one distance adjoint (the three-channel products) per pair. About half
+  the distance work of a per-offset pass;
+- d^2 is needed only at masked pixels, so the exps, the normalisation and the loss terms run on
+  the masked pixels only (~10-15% of an image), and row blocks that no masked pixel reads are
+  skipped in the forward and the adjoint passes;
+- box sums by doubling (4 passes for a 9-tap sum instead of 10); along y the doubling carries
+  over from one block to the next, so halo rows are not summed twice; complements that are 0
+  (interior offsets) are not read;
+- blocks start on cache lines (in P2's frame, for every array) when the rows keep their phase;
 - float32 exps use a vectorisable polynomial (the Cephes expf reduction, relative error
   3.0e-7 measured, < 5e-7 tested), where numba would call the scalar libm exp; float64 keeps ``np.exp``.
 
 Memory: per image in flight (one per core), the logits of both graphs at the masked pixels, two
 (S^2, masked pixels) arrays (7 MB each for 2,800 edge pixels, 41 MB for a fully masked 128²
-image), plus ~10 MB of per-offset-row buffers: flat in the batch size, linear in the masked
-pixels per image.
+image), plus ~10 MB of per-pair and complement buffers: flat in the batch size, linear in the
+masked pixels per image.
 
 All arrays are channels-first and per image; the loss value and the gradient come out of one call
 (the loss is a scalar, so ``ssl_loss`` computes its gradient in the forward rule anyway).
@@ -35,7 +43,8 @@ from numba.extending import intrinsic
 
 # 'nnan'/'ninf' are left out on purpose: a NaN in a masked image must reach the loss.
 _FAST = {"contract", "reassoc", "nsz", "arcp"}
-# Rows per block of the distance pipelines: ~10 rows of a 128-px image per working array fit L1.
+# Rows per block of the distance pipelines: the fastest of 4-32 on 128-px images (a block's
+# working rows stay in L1/L2).
 _BLOCK_ROWS = 16
 _EPS = 1e-10
 
