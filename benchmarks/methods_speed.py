@@ -77,8 +77,8 @@ def main():
     emit(f"Command: `{cmd.strip()}`")
     emit(f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()}; jax {jax.__version__}, "
          f"backend {jax.default_backend()}. Load average at the start: {os.getloadavg()[0]:.1f} "
-         "(the machine is shared by 8 helpers' jobs: absolute times are inflated, the with/without "
-         "ratio of a method is measured alternately in one process).")
+         "(with and without SSL are timed alternately in one process, so their ratio holds under "
+         "load; absolute times do not).")
     emit()
     emit("| method (demo config) | G | s/step with SSL | s/step without SSL | SSL share | compile s (with / without) |")
     emit("|---|---|---|---|---|---|")

@@ -19,12 +19,12 @@ Variants:
     variants combine with commas, e.g. `:demo,stride3`.
 Expected time: 400k iterations of RRDBNet-23 at 128 px patches take days on one GPU (ESRGAN-scale
   training). The demo: 213 s of training on the 2-core VM at load average ~6 (~1 s per step once
-  compiled), plus ~25 s per evaluation; 156 s for training and both evaluations on the idle VM
+  compiled), plus ~25 s per evaluation; 131 s for training and both evaluations on the idle VM
   with the compiled SSL kernel.
 Expected result: the paper reports for ESRGAN-SSL better LPIPS/DISTS than ESRGAN on Set14 /
   Urban100 / DIV2K-val with fewer artifacts. The demo, on the two held-out photos (coffee,
-  rocket; `eval.py --checkpoint <workdir> --datasets demo`): PSNR-Y 29.42 dB / LPIPS 0.224 /
-  DISTS 0.186, against the start model's 29.50 / 0.250 / 0.190 and bicubic's 28.64 / 0.368 / 0.229.
+  rocket; `eval.py --checkpoint <workdir> --datasets demo`): PSNR-Y 29.43 dB / LPIPS 0.225 /
+  DISTS 0.185, against the start model's 29.50 / 0.250 / 0.190 and bicubic's 28.64 / 0.368 / 0.229.
 """
 
 import ml_collections

@@ -28,9 +28,11 @@ Cost: ~625 offsets x (3C + 4 window_size) flops per pixel for *all* pixels, inde
 window size's square; the mask only selects the rows of the final sums. Three implementations,
 all tested against the same references:
 - ``impl="kernel"`` (the default on CPU): ``sslsr.losses.ssl_kernel``, the formulation compiled
-  with numba and called through the XLA FFI. Per offset it walks the image in blocks of 8 rows
-  that stay in L1, skips blocks without masked pixels, runs the y-box, exps and loss terms on the
-  masked pixels only, and spreads the images over the cores. See ``benchmarks/ssl_speed.py``.
+  with numba and called through the XLA FFI. Offsets o and -o share their squared differences
+  (and, when interior, their box sums), so it works per pair of offsets; it walks the image in
+  blocks of 16 rows that stay in L1/L2, skips blocks without masked pixels, runs the exps and loss
+  terms on the masked pixels only, and spreads the images over the cores. See
+  ``benchmarks/ssl_speed.py``.
 - ``impl="scan"``: the same in XLA. Offsets are processed one row (fixed dy, all dx) per step of
   a software-pipelined scan whose stages pass their results through the loop carry (XLA:CPU
   would otherwise re-run a 9-tap box inside the next one or fuse a dynamic slice into the
