@@ -320,7 +320,9 @@ def test_kernel_serial_and_parallel_drivers_agree(crops):
     from sslsr.losses import ssl_kernel
 
     sr, hr, mask = crops
-    p_sr, p_hr = (np.asarray(ssl_module._prepare(jnp.asarray(x), 25, 9)) for x in (sr, hr))
+    # Writable copies and int64 sizes: the signature the FFI handler compiles, so its compiled
+    # drivers are reused here instead of compiled again.
+    p_sr, p_hr = (np.array(ssl_module._prepare(jnp.asarray(x), 25, 9)) for x in (sr, hr))
     flat = p_sr.shape[:2] + (-1,)
     results = []
     for driver in (ssl_kernel._batch_serial, ssl_kernel._batch_parallel):

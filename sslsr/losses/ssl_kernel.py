@@ -283,6 +283,14 @@ def _zeros(n, like):
 
 
 @numba.njit(cache=True)
+def _line_unit(wp, like):
+    """Elements per 64-byte cache line when every row starts at the same phase (Wp a multiple of
+    the line), else 1: the unit that block starts are rounded to."""
+    unit = 64 // like.itemsize
+    return unit if wp % unit == 0 else 1
+
+
+@numba.njit(cache=True)
 def _block_start(row, first_row, wp, left, centre, unit):
     """The flat start of the block that begins at ``row``: the first block starts exactly, the
     others on the cache line (in P2's frame, z + centre) just before their first row."""
@@ -319,15 +327,14 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
     n_tap = hc * wp - 2 * r
     n_box = n_tap - (k - 1)
     n_pix = height * wp
-    margin = r * wp + r
-    fx, comp = _complements(pf, s, k, height, wp, margin)
     centre = r * wp + r
+    margin = centre  # z >= -(R Wp + R); with P2's phase, so that blocks start on lines in both
+    fx, comp = _complements(pf, s, k, height, wp, margin)
     size = 2 * margin + hc * wp
     dist, t_o, t_m, d2_o, d2_m = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
     x_pairs, x_quads = _zeros(size, pf), _zeros(size, pf)
     y_pairs_o, y_quads_o, y_pairs_m, y_quads_m = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
-    # Blocks start on cache lines when rows keep their phase (Wp a multiple of the line).
-    unit = 64 // pf.itemsize if wp % (64 // pf.itemsize) == 0 else 1
+    unit = _line_unit(wp, pf)
     doubled = k >= 4  # shorter boxes add src directly
     for i in range(r, s):
         dy, mi = i - r, 2 * r - i
@@ -493,7 +500,7 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     n_tap = hc * wp - 2 * r
     # Flat arrays indexed by lead + z: z goes down to -(R Wp + R) and the adjoint boxes read up
     # to K - 1 rows and columns further back.
-    unit = 64 // pf.itemsize if wp % (64 // pf.itemsize) == 0 else 1
+    unit = _line_unit(wp, pf)
     lead = centre + ((k - 1) * (wp + 1) + unit - 1) // unit * unit  # lead = centre (mod unit)
     size = lead + hc * wp + centre
     d_fx = np.zeros((s, size), pf.dtype)
@@ -540,7 +547,7 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
                 qa = lead + _block_start(y0, -dy, wp, left, centre, unit)
                 qb = lead + (n_tap if y1 == hc else min(_block_start(y1, -dy, wp, left, centre, unit), n_tap))
                 resume = done == qa
-                if not resume:
+                if not resume:  # the K - 1 entries before the block may hold an earlier pair's
                     dt_o[qa - k + 1 : qa] = 0
                     dt_m[qa - k + 1 : qa] = 0
                 done = qb
@@ -713,7 +720,9 @@ def _handle(frame_address, dtype):
         return _pointer(0)
     args, rets = frame[9], frame[14]
     config = _buffer(args, 0, np.int32)[0]
-    search_size, window_size, with_grad, parallel = config[0], config[1], config[2] != 0, config[3] != 0
+    # int64 sizes: the same signature as a call from Python, so both share one compiled kernel.
+    search_size, window_size = np.int64(config[0]), np.int64(config[1])
+    with_grad, parallel = config[2] != 0, config[3] != 0
     scalars = _buffer(args, 1, dtype)[0]
     p_sr, dims = _buffer(args, 2, dtype)
     p_hr = _buffer(args, 3, dtype)[0]
