@@ -394,12 +394,14 @@ def _kernel_inputs(image, mask, search_size=25, window_size=9):
 
 # Geometries of the kernel-level tests: the paper's sizes on a real crop (rows a multiple of the
 # cache line: aligned block starts), odd sizes (Wp = 85: unaligned starts, partial last blocks),
-# a mask in two bands (skipped blocks between them), and a window too short for the doubling.
+# a mask in two bands (skipped blocks between them), a window too short for the doubling, and
+# one channel (the adjoint's products have a loop of their own for three).
 KERNEL_GEOMETRIES = {
     "real 48x48, 25/9": (48, 48, 25, 9),
     "37x53, 25/9": (37, 53, 25, 9),
     "banded 96x48, 25/9": (96, 48, 25, 9),
     "14x15, 7/3": (14, 15, 7, 3),
+    "gray 30x33, 11/5": (30, 33, 11, 5),
 }
 
 
@@ -410,7 +412,7 @@ def _kernel_case(crops, geometry):
         image, mask = crops[1][0].astype(np.float64), crops[2][0].copy()
     else:
         rng = np.random.default_rng(height)
-        image = rng.random((height, width, 3))
+        image = rng.random((height, width, 1 if geometry.startswith("gray") else 3))
         mask = (rng.random((height, width)) < 0.15).astype(np.float32)
         if geometry.startswith("banded"):
             mask[6:80] = 0
@@ -426,7 +428,7 @@ def test_kernel_distances_match_oracle_for_every_offset(crops, geometry):
 
     image, _, search, window, (pf, wp, (qm, _, row_m)) = _kernel_case(crops, geometry)
     d2 = np.empty((search * search, qm.shape[0]))
-    ssl_kernel._logits(pf, qm, row_m, search, window, image.shape[0], 1.0 / (3 * window * window), d2)
+    ssl_kernel._logits(pf, qm, row_m, search, window, image.shape[0], 1.0 / (image.shape[-1] * window * window), d2)
     coords = [(q // wp, q % wp) for q in qm]
     expected = ssl_oracle.window_distances(image, coords, search, window)
     np.testing.assert_allclose(d2.T, expected, rtol=1e-12, atol=1e-14)

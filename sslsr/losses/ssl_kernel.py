@@ -483,6 +483,31 @@ def _scatter_products(d_x, d_y, x, y, dd, scratch):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
+def _scatter_products3(d_x, d_y, p, dd, x0, y0, d0, n):
+    """``_scatter_products`` of three channels in one loop: x = p[:, x0:], y = p[:, y0:], the
+    adjoints d_x[:, x0:], d_y[:, y0:], the cotangent dd[d0:], n entries.
+
+    Whole (C, L) arrays and unsigned indices: views from 0 would make 13 arrays whose run-time
+    aliasing checks stop LLVM from vectorising (~40% slower than three loops); a signed index
+    could be negative, and numba's wrap-around check would keep the loop scalar. One loop reads
+    each value once: 13 loads and 6 stores per entry instead of 21 and 9.
+    """
+    ux, uy, ud = np.uint64(x0), np.uint64(y0), np.uint64(d0)
+    for q in range(n):
+        uq = np.uint64(q)
+        t = 2.0 * dd[ud + uq]
+        v0 = (p[0, ux + uq] - p[0, uy + uq]) * t
+        v1 = (p[1, ux + uq] - p[1, uy + uq]) * t
+        v2 = (p[2, ux + uq] - p[2, uy + uq]) * t
+        d_x[0, ux + uq] += v0
+        d_x[1, ux + uq] += v1
+        d_x[2, ux + uq] += v2
+        d_y[0, uy + uq] -= v0
+        d_y[1, uy + uq] -= v1
+        d_y[2, uy + uq] -= v2
+
+
+@numba.njit(cache=True, fastmath=_FAST)
 def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     """d_pf += d/dP2 of sum_{o, m} grad[o, m] d^2(m, o): the adjoint of ``_logits`` (flat).
 
@@ -572,6 +597,9 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
                     _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                     _window_sum(dd, dd, dt_m, qa, qb, 1 - mxhi, 1 - mxlo, 1, pairs, quads)
                 a, b = centre + qa - lead, centre + qb - lead
+                if n_c == 3:
+                    _scatter_products3(d_centre, d_pf, pf, dd, a, a + delta, qa, b - a)
+                    continue
                 for c in range(n_c):
                     _scatter_products(
                         d_centre[c, a:b],
