@@ -325,10 +325,10 @@ def test_kernel_serial_and_parallel_drivers_agree(crops):
     p_sr, p_hr = (np.array(ssl_module._prepare(jnp.asarray(x), 25, 9)) for x in (sr, hr))
     flat = p_sr.shape[:2] + (-1,)
     results = []
-    for driver in (ssl_kernel._batch_serial, ssl_kernel._batch_parallel):
+    for driver, workers in ((ssl_kernel._batch_serial, ()), (ssl_kernel._batch_parallel, (2,))):
         values, d_p = np.zeros(2, np.float32), np.zeros(p_sr.reshape(flat).shape, np.float32)
         args = (np.float32(1 / (3 * 81 * 0.004)), np.float32(1.0), np.float32(1e-10), 25, 9, True)
-        driver(p_sr.reshape(flat), p_hr.reshape(flat), mask.astype(np.float32), *args, values, d_p)
+        driver(p_sr.reshape(flat), p_hr.reshape(flat), mask.astype(np.float32), *args, values, d_p, *workers)
         results.append((values, d_p))
     assert np.all(results[0][0] > 0) and np.abs(results[0][1]).max() > 0
     np.testing.assert_array_equal(results[0][0], results[1][0])

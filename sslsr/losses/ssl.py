@@ -564,9 +564,9 @@ def _loss_sum_kernel(sr, hr, mask, h, alpha, search_size, window_size, with_grad
     target = ssl_kernel.ffi_target(np.dtype(dtype).name)
     # Several CPU devices run their shards' calls at the same time: each call then stays on one
     # core (the devices are the parallelism, and numba's default pool must not be entered twice
-    # at once).
-    parallel = len(jax.local_devices()) == 1
-    config = jnp.asarray(np.array([search_size, window_size, with_grad, parallel], np.int32))
+    # at once). The count is part of the traced program, so a cached executable matches it.
+    workers = ssl_kernel.threads() if len(jax.local_devices()) == 1 else 1
+    config = jnp.asarray(np.array([search_size, window_size, with_grad, workers], np.int32))
     scalars = jnp.stack([1.0 / (sr.shape[-1] * window_size**2 * h), alpha, jnp.asarray(_EPS, dtype)]).astype(dtype)
     shapes = [jax.ShapeDtypeStruct((), dtype)] + [jax.ShapeDtypeStruct(p2_sr.shape, dtype)] * with_grad
     call = jax.ffi.ffi_call(target, shapes, vmap_method="sequential")

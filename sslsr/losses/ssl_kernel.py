@@ -660,20 +660,21 @@ def _masked_pixels(mask, wp):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
-def _image_loss(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, d_p):
+def _image_loss(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, d_p, scratch):
     """One image's masked sum of KL + alpha * L1 entries; with_grad: d_p += d value / d p_sr.
 
     p_sr, p_hr, d_p: (C, Hp * Wp) flat padded images (``ssl._prepare``); mask: (H, W) row weights,
     pixels with mask == 0 take no part. scale = 1 / (C window_size^2 h); alpha, eps (1e-10) are
-    scalars of the images' dtype.
+    scalars of the images' dtype. scratch: room for both graphs' logits (``_logits_scratch``).
     """
     height = mask.shape[0]
     wp = p_sr.shape[1] // (height + search_size + window_size - 2)  # Hp = H + 2R + 2w
     qm, weights, row_m = _masked_pixels(mask, wp)
     if qm.shape[0] == 0:
         return eps - eps  # 0 in the images' dtype
-    a_sr = np.empty((search_size * search_size, qm.shape[0]), p_sr.dtype)
-    a_hr = np.empty_like(a_sr)
+    shape = (search_size * search_size, qm.shape[0])
+    size = shape[0] * shape[1]
+    a_sr, a_hr = scratch[:size].reshape(shape), scratch[size : 2 * size].reshape(shape)
     _logits(p_sr, qm, row_m, search_size, window_size, height, scale, a_sr)
     _logits(p_hr, qm, row_m, search_size, window_size, height, scale, a_hr)
     value = _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad)
@@ -682,18 +683,38 @@ def _image_loss(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, w
     return value
 
 
+@numba.njit(cache=True)
+def _logits_scratch(mask, search_size, images):
+    """Room for ``_image_loss``'s logits on any one of ``images`` (indices into mask).
+
+    One per worker, reused for all of its images: the logits are megabytes, and an allocation
+    that large comes as fresh pages from the OS, a page fault per 4 KiB (~10% of the loss's time
+    at 4 images per call when they were allocated per image).
+    """
+    most = 0
+    for b in images:
+        most = max(most, np.count_nonzero(mask[b]))
+    return np.empty(2 * search_size * search_size * most, mask.dtype)
+
+
 # The batch drivers: (N, C, Hp * Wp) images, (N, H, W) masks, values (N,) and d_p (zeroed) out.
-# One image per task; the parallel one spreads the images over numba's thread pool.
+# The parallel one deals the images out to ``workers`` tasks of numba's thread pool.
 @numba.njit(cache=True, parallel=True)
-def _batch_parallel(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, values, d_p):
-    for b in numba.prange(p_sr.shape[0]):
-        values[b] = _image_loss(p_sr[b], p_hr[b], mask[b], scale, alpha, eps, search_size, window_size, with_grad, d_p[b])
+def _batch_parallel(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, values, d_p, workers):
+    n = p_sr.shape[0]
+    workers = min(workers, n)
+    for worker in numba.prange(workers):
+        images = np.arange(worker, n, workers)
+        scratch = _logits_scratch(mask, search_size, images)
+        for b in images:
+            values[b] = _image_loss(p_sr[b], p_hr[b], mask[b], scale, alpha, eps, search_size, window_size, with_grad, d_p[b], scratch)
 
 
 @numba.njit(cache=True)
 def _batch_serial(p_sr, p_hr, mask, scale, alpha, eps, search_size, window_size, with_grad, values, d_p):
+    scratch = _logits_scratch(mask, search_size, np.arange(p_sr.shape[0]))
     for b in range(p_sr.shape[0]):
-        values[b] = _image_loss(p_sr[b], p_hr[b], mask[b], scale, alpha, eps, search_size, window_size, with_grad, d_p[b])
+        values[b] = _image_loss(p_sr[b], p_hr[b], mask[b], scale, alpha, eps, search_size, window_size, with_grad, d_p[b], scratch)
 
 
 # The XLA FFI glue: XLA calls ``handler(XLA_FFI_CallFrame*)`` (xla/ffi/api/c_api.h, the typed FFI
@@ -733,7 +754,7 @@ def _buffer(pointers, index, dtype):
 
 @numba.njit(cache=True)
 def _handle(frame_address, dtype):
-    """args: config int32 (search, window, with_grad), scalars (scale, alpha, eps), P2 of SR and
+    """args: config int32 (search, window, with_grad, workers), scalars (scale, alpha, eps), P2 of SR and
     HR (N, C, Hp, Wp), mask (N, H, W); rets: value (), d P2_SR (only when with_grad)."""
     frame = _words(frame_address, 15)
     if frame[1] != 0:
@@ -750,7 +771,7 @@ def _handle(frame_address, dtype):
     config = _buffer(args, 0, np.int32)[0]
     # int64 sizes: the same signature as a call from Python, so both share one compiled kernel.
     search_size, window_size = np.int64(config[0]), np.int64(config[1])
-    with_grad, parallel = config[2] != 0, config[3] != 0
+    with_grad, workers = config[2] != 0, np.int64(config[3])
     scalars = _buffer(args, 1, dtype)[0]
     p_sr, dims = _buffer(args, 2, dtype)
     p_hr = _buffer(args, 3, dtype)[0]
@@ -766,8 +787,8 @@ def _handle(frame_address, dtype):
     else:
         d_p = np.empty((n, 0, 0), dtype)
     args = (p_sr.reshape(flat), p_hr.reshape(flat), mask, scalars[0], scalars[1], scalars[2], search_size, window_size, with_grad, values, d_p)
-    if parallel:
-        _batch_parallel(*args)
+    if workers > 1:
+        _batch_parallel(*args, workers)
     else:
         _batch_serial(*args)
     _buffer(rets, 0, dtype)[0][0] = values.sum()
@@ -780,6 +801,11 @@ def _handle_float32(frame_address):
 
 def _handle_float64(frame_address):
     return _handle(frame_address, np.float64)
+
+
+def threads() -> int:
+    """The threads of numba's pool: the most images ``_batch_parallel`` works on at once."""
+    return numba.get_num_threads()
 
 
 @functools.cache
