@@ -394,14 +394,16 @@ def _kernel_inputs(image, mask, search_size=25, window_size=9):
 
 # Geometries of the kernel-level tests: the paper's sizes on a real crop (rows a multiple of the
 # cache line: aligned block starts), odd sizes (Wp = 85: unaligned starts, partial last blocks),
-# a mask in two bands (skipped blocks between them), a window too short for the doubling, and
-# one channel (the adjoint's products have a loop of their own for three).
+# a mask in two bands (skipped blocks between them), a window too short for the doubling, one
+# channel (the adjoint's products have a loop of their own for three), and a window as large as
+# the search area (a single interior offset).
 KERNEL_GEOMETRIES = {
     "real 48x48, 25/9": (48, 48, 25, 9),
     "37x53, 25/9": (37, 53, 25, 9),
     "banded 96x48, 25/9": (96, 48, 25, 9),
     "14x15, 7/3": (14, 15, 7, 3),
     "gray 30x33, 11/5": (30, 33, 11, 5),
+    "window = search, 12x13, 5/5": (12, 13, 5, 5),
 }
 
 

@@ -207,6 +207,18 @@ def _sum3(dst, a, b, c):
         dst[q] = a[q] + b[q] + c[q]
 
 
+@numba.njit(cache=True)
+def _edge_row(o, r, w):
+    """The row of offset component o (0 <= o < S) in arrays that hold only the 2w components
+    with invalid taps (o < w or o > 2R - w, as K <= S): the complements and their adjoints,
+    which are 0 for the interior ones. An interior o gets row 0, and nothing reads it there."""
+    if o < w:
+        return o
+    if o > 2 * r - w:
+        return o - (2 * r - 2 * w + 1)
+    return 0
+
+
 @numba.njit(cache=True, fastmath=_FAST)
 def _complements(pf, s, k, height, wp, margin):
     """Energy complements of the zero-padded search area, flat with row stride Wp.
@@ -214,7 +226,8 @@ def _complements(pf, s, k, height, wp, margin):
     E[q] = sum_c centre^2, fx (S, Hc * Wp) = sum_{kx invalid for dx} E[q + kx] and comp
     (S, H * Wp) = sum_{ky invalid for dy} sum_{all kx} E[q + ky Wp + kx] (valid columns x < W),
     both stored from index ``margin`` on, with ``margin`` zeros on either side: the mirrored
-    offset of a pair reads them shifted (see ``_logits``).
+    offset of a pair reads them shifted (see ``_logits``). Rows by ``_edge_row``: those of the
+    interior components would be 0.
     """
     r, w = s // 2, k // 2
     hc = height + 2 * w
@@ -229,12 +242,14 @@ def _complements(pf, s, k, height, wp, margin):
             energy[q] += x[q] * x[q]
     row_energy = np.zeros(hc * wp, pf.dtype)
     _box(row_energy, energy, 0, n_box, 0, k, 1)
-    fx = np.zeros((s, 2 * margin + hc * wp), pf.dtype)
-    comp = np.zeros((s, 2 * margin + hc * wp), pf.dtype)
+    fx = np.zeros((2 * w, 2 * margin + hc * wp), pf.dtype)
+    comp = np.zeros_like(fx)
     n_comp = (height - 1) * wp + width
     for o in range(s):
         lo, hi = _tap_range(o, r, w, k)
-        fx_o, comp_o = fx[o, margin:], comp[o, margin:]
+        if _is_full(lo, hi, k):
+            continue
+        fx_o, comp_o = fx[_edge_row(o, r, w), margin:], comp[_edge_row(o, r, w), margin:]
         _box(fx_o, energy, 0, n_box, 0, lo, 1)
         _box(fx_o, energy, 0, n_box, hi, k, 1)
         _box(comp_o, row_energy, 0, n_comp, 0, lo, wp)
@@ -354,7 +369,8 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
             separate = paired and not x_shared  # -o has a t of its own
             out_o, out_m = out[i * s + j], out[mi * s + mj]
             # -o reads its complements at q = z + delta.
-            fx_o, comp_o, fx_m, comp_m = fx[j], comp[i], fx[mj, delta:], comp[mi, delta:]
+            fx_o, comp_o = fx[_edge_row(j, r, w)], comp[_edge_row(i, r, w)]
+            fx_m, comp_m = fx[_edge_row(mj, r, w), delta:], comp[_edge_row(mi, r, w), delta:]
             left = min(0, -dx)  # the first column in the z frame
             t_done, y_done = -dy, -1
             for v0 in range(-dy, height, _BLOCK_ROWS):
@@ -528,8 +544,9 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     unit = _line_unit(wp, pf)
     lead = centre + ((k - 1) * (wp + 1) + unit - 1) // unit * unit  # lead = centre (mod unit)
     size = lead + hc * wp + centre
-    d_fx = np.zeros((s, size), pf.dtype)
-    g_rows = np.zeros((s, height * wp), pf.dtype)
+    # The complements' cotangents, in rows by ``_edge_row``.
+    d_fx = np.zeros((2 * w, size), pf.dtype)
+    g_rows = np.zeros((2 * w, height * wp), pf.dtype)
     d_centre = np.zeros_like(pf)  # indexed by centre + z, like pf
     gmap_o, gmap_m, dt_o, dt_m, dd = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
     pairs, quads = _zeros(size, pf), _zeros(size, pf)
@@ -552,9 +569,10 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
             both_shared = x_shared and y_shared
             grad_o, grad_m = grad[i * s + j], grad[mi * s + mj]
             if not y_shared:  # comp[i] is 0 for an interior dy
+                g_o, g_m = g_rows[_edge_row(i, r, w)], g_rows[_edge_row(mi, r, w)]
                 for m in range(qm.shape[0]):
-                    g_rows[i, qm[m]] += grad_o[m]
-                    g_rows[mi, qm[m]] += grad_m[m]
+                    g_o[qm[m]] += grad_o[m]
+                    g_m[qm[m]] += grad_m[m]
             for m in range(qm.shape[0]):
                 gmap_o[lead + qm[m]] = grad_o[m]
             map_m = gmap_o if both_shared else gmap_m
@@ -592,8 +610,8 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
                     _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                 else:
                     _assemble(dt_m, None, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
-                    _add(d_fx[j, qa:qb], dt_o[qa:qb])
-                    _add(d_fx[mj, qa + delta : qb + delta], dt_m[qa:qb])
+                    _add(d_fx[_edge_row(j, r, w), qa:qb], dt_o[qa:qb])
+                    _add(d_fx[_edge_row(mj, r, w), qa + delta : qb + delta], dt_m[qa:qb])
                     _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
                     _window_sum(dd, dd, dt_m, qa, qb, 1 - mxhi, 1 - mxlo, 1, pairs, quads)
                 a, b = centre + qa - lead, centre + qb - lead
@@ -621,12 +639,13 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     d_energy = np.zeros(hc * wp, pf.dtype)
     for o in range(s):
         lo, hi = _tap_range(o, r, w, k)
+        row = _edge_row(o, r, w)
         for ky in range(k):
             if ky < lo or ky >= hi:
-                _add(d_row_energy[ky * wp : ky * wp + n_comp], g_rows[o, :n_comp])
+                _add(d_row_energy[ky * wp : ky * wp + n_comp], g_rows[row, :n_comp])
         for kx in range(k):
             if kx < lo or kx >= hi:
-                _add(d_energy[kx : kx + n_box], d_fx[o, lead : lead + n_box])
+                _add(d_energy[kx : kx + n_box], d_fx[row, lead : lead + n_box])
     for kx in range(k):
         _add(d_energy[kx : kx + n_box], d_row_energy[:n_box])
     for c in range(n_c):
