@@ -46,6 +46,8 @@ _FAST = {"contract", "reassoc", "nsz", "arcp"}
 # Rows per block of the distance pipelines: the fastest of 4-32 on 128-px images (a block's
 # working rows stay in L1/L2).
 _BLOCK_ROWS = 16
+# Pairs of offsets whose distance adjoints share one pass (``_scatter_products_group``).
+_GROUP = 4
 _EPS = 1e-10
 
 # Cephes expf: exp(x) = 2^n exp(r), r = x - n ln2 split in two parts, degree-6 polynomial.
@@ -524,6 +526,108 @@ def _scatter_products3(d_x, d_y, p, dd, x0, y0, d0, n):
 
 
 @numba.njit(cache=True, fastmath=_FAST)
+def _scatter_products_group(d_x, d_y, p, dd, x0, y0, d0, n):
+    """``_scatter_products3`` of _GROUP (4) pairs at once whose offsets are consecutive along x:
+    delta_g = delta_0 + g; pair g's cotangent is dd[g, d0:], the other names as there.
+
+    Two passes: one over x (d_x[:, x0 + q] += 2 sum_g (x - y_g) dd_g(q)), one over the union of
+    the y_g (d_y[:, y0 + u] -= 2 sum_g (p[:, x0 + u - g] - y) dd_g(u - g)), with its first and
+    last _GROUP - 1 entries, where some pairs have no term, as short scalar loops. The y_g of
+    neighbouring pairs share their cache lines, and each d_x, d_y is read and written once for
+    the 4 pairs: ~2.2x faster than 4 single passes.
+    """
+    ux, uy, ud = np.uint64(x0), np.uint64(y0), np.uint64(d0)
+    one, two, three = np.uint64(1), np.uint64(2), np.uint64(3)  # uint64 +- int64 would be float64
+    dd0, dd1, dd2, dd3 = dd[0], dd[1], dd[2], dd[3]
+    for q in range(n):
+        uq = np.uint64(q)
+        t0, t1, t2, t3 = dd0[ud + uq], dd1[ud + uq], dd2[ud + uq], dd3[ud + uq]
+        for c in range(3):
+            x = p[c, ux + uq]
+            y = uy + uq
+            total = (x - p[c, y]) * t0 + (x - p[c, y + one]) * t1 + (x - p[c, y + two]) * t2 + (x - p[c, y + three]) * t3
+            d_x[c, ux + uq] += 2.0 * total
+    # d_y at y0 + u: pair g's term is there when 0 <= u - g < n.
+    for u in range(min(_GROUP - 1, n + _GROUP - 1)):
+        _scatter_y_edge(d_y, p, dd, x0, y0, d0, n, u)
+    for u in range(_GROUP - 1, n):
+        uu = np.uint64(u)
+        t0, t1, t2, t3 = dd0[ud + uu], dd1[ud + uu - one], dd2[ud + uu - two], dd3[ud + uu - three]
+        for c in range(3):
+            y = p[c, uy + uu]
+            x = ux + uu
+            total = (p[c, x] - y) * t0 + (p[c, x - one] - y) * t1 + (p[c, x - two] - y) * t2 + (p[c, x - three] - y) * t3
+            d_y[c, uy + uu] -= 2.0 * total
+    for u in range(max(n, _GROUP - 1), n + _GROUP - 1):
+        _scatter_y_edge(d_y, p, dd, x0, y0, d0, n, u)
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _scatter_y_edge(d_y, p, dd, x0, y0, d0, n, u):
+    """One entry y0 + u of ``_scatter_products_group``'s second pass, with only the pairs that
+    have a term there."""
+    for g in range(max(0, u - n + 1), min(_GROUP, u + 1)):
+        t = 2.0 * dd[g, d0 + u - g]
+        for c in range(p.shape[0]):
+            d_y[c, y0 + u] -= (p[c, x0 + u - g] - p[c, y0 + u]) * t
+
+
+@numba.njit(cache=True)
+def _both_shared(i, j, r, w, k):
+    """Whether offset (i, j) and its mirror share both boxes: all taps valid along y and x."""
+    return _is_full(*_tap_range(i, r, w, k), k) and _is_full(*_tap_range(j, r, w, k), k)
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _pair_block_adjoint(gmap_o, gmap_m, y_pairs_o, y_quads_o, y_pairs_m, y_quads_m, dt_o, dt_m, dd, pairs, quads, d_fx, i, j, r, w, k, wp, qa, qb, resume, doubled):
+    """Block [qa, qb) of pair (i, j)'s adjoint up to dd, the cotangent of its distances.
+
+    From its maps of cotangents (gmap_o, and gmap_m unless both boxes are shared): dt[z] =
+    sum_{ky in [ylo, yhi)} gmap[z - ky Wp], dd[z] = sum_{kx} dt[z - kx] over the pair; resume:
+    the block follows the pair's previous one, whose y doubling and dt rows carry over.
+    """
+    dy, dx, mi, mj = i - r, j - r, 2 * r - i, 2 * r - j
+    paired = dy * wp + dx != 0
+    ylo, yhi = _tap_range(i, r, w, k)
+    mylo, myhi = _tap_range(mi, r, w, k)
+    xlo, xhi = _tap_range(j, r, w, k)
+    mxlo, mxhi = _tap_range(mj, r, w, k)
+    x_shared = _is_full(xlo, xhi, k)
+    both_shared = x_shared and _is_full(ylo, yhi, k)
+    if not resume:  # the K - 1 entries before the block may hold an earlier pair's
+        dt_o[qa - k + 1 : qa] = 0
+        dt_m[qa - k + 1 : qa] = 0
+    if doubled:
+        # The doubling of gmap for the y-box adjoints reads K - 1 rows back: fresh, or only the
+        # rows below the previous block's.
+        start, quads_start = (qa - wp, qa - 3 * wp) if resume else (qa - (k - 1) * wp, qa - (k - 1) * wp)
+        _doubling(gmap_o, y_pairs_o, y_quads_o, start, qb - wp, wp, quads_start)
+        if not both_shared:
+            _doubling(gmap_m, y_pairs_m, y_quads_m, start, qb - wp, wp, quads_start)
+    _assemble(dt_o, None, gmap_o, qa, qb, 1 - yhi, 1 - ylo, wp, y_pairs_o, y_quads_o)
+    if both_shared or not paired:
+        _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+    elif x_shared:
+        _assemble(dt_o, dt_o, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
+        _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+    else:
+        _assemble(dt_m, None, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
+        delta = dy * wp + dx
+        _add(d_fx[_edge_row(j, r, w), qa:qb], dt_o[qa:qb])
+        _add(d_fx[_edge_row(mj, r, w), qa + delta : qb + delta], dt_m[qa:qb])
+        _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
+        _window_sum(dd, dd, dt_m, qa, qb, 1 - mxhi, 1 - mxlo, 1, pairs, quads)
+
+
+@numba.njit(cache=True)
+def _zero_rows(rows, n, like):
+    """(rows, n') zeros, n' >= n, every row starting on a 64-byte boundary (see ``_zeros``)."""
+    unit = 64 // like.itemsize
+    stride = (n + unit - 1) // unit * unit
+    return _zeros(rows * stride, like).reshape((rows, stride))
+
+
+@numba.njit(cache=True, fastmath=_FAST)
 def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     """d_pf += d/dP2 of sum_{o, m} grad[o, m] d^2(m, o): the adjoint of ``_logits`` (flat).
 
@@ -531,7 +635,9 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     o's frame (gmap_o at z = q, gmap_m at z = q - delta) and carried, block by block of tap rows,
     through the y-box adjoints (dt), the x-box adjoints (dd, summed over the pair) and, once per
     pair, the adjoint of the shared distances into d_pf. When both boxes are shared, the pair's
-    cotangents share one map. Blocks that no masked pixel of the pair reaches are skipped.
+    cotangents share one map. The pairs of one dy go in groups of _GROUP consecutive dx that
+    walk the same blocks (those that a masked pixel of any of them reaches), each with arrays of
+    its own, so that a full group's products take one ``_scatter_products_group``.
     """
     r, w = s // 2, k // 2
     hc = height + 2 * w
@@ -548,38 +654,39 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
     d_fx = np.zeros((2 * w, size), pf.dtype)
     g_rows = np.zeros((2 * w, height * wp), pf.dtype)
     d_centre = np.zeros_like(pf)  # indexed by centre + z, like pf
-    gmap_o, gmap_m, dt_o, dt_m, dd = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
+    # One row per member of a group.
+    gmap_o, gmap_m = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
+    dt_o, dt_m, dd = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
+    y_pairs_o, y_quads_o = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
+    y_pairs_m, y_quads_m = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
     pairs, quads = _zeros(size, pf), _zeros(size, pf)
-    y_pairs_o, y_quads_o, y_pairs_m, y_quads_m = _zeros(size, pf), _zeros(size, pf), _zeros(size, pf), _zeros(size, pf)
     doubled = k >= 4  # shorter boxes add src directly
     for i in range(r, s):
         dy, mi = i - r, 2 * r - i
         ylo, yhi = _tap_range(i, r, w, k)
         mylo, myhi = _tap_range(mi, r, w, k)
         y_shared = _is_full(ylo, yhi, k)
-        for j in range(s):
-            if dy == 0 and j < r:
-                continue
-            dx, mj = j - r, 2 * r - j
-            delta = dy * wp + dx
-            paired = delta != 0
-            xlo, xhi = _tap_range(j, r, w, k)
-            mxlo, mxhi = _tap_range(mj, r, w, k)
-            x_shared = _is_full(xlo, xhi, k)
-            both_shared = x_shared and y_shared
-            grad_o, grad_m = grad[i * s + j], grad[mi * s + mj]
-            if not y_shared:  # comp[i] is 0 for an interior dy
-                g_o, g_m = g_rows[_edge_row(i, r, w)], g_rows[_edge_row(mi, r, w)]
+        for j0 in range(r if dy == 0 else 0, s, _GROUP):  # (0, -dx) was done as (0, dx)
+            members = min(_GROUP, s - j0)
+            for g in range(members):
+                j = j0 + g
+                dx, mj = j - r, 2 * r - j
+                delta = dy * wp + dx
+                grad_o, grad_m = grad[i * s + j], grad[mi * s + mj]
+                if not y_shared:  # comp[i] is 0 for an interior dy
+                    g_o, g_m = g_rows[_edge_row(i, r, w)], g_rows[_edge_row(mi, r, w)]
+                    for m in range(qm.shape[0]):
+                        g_o[qm[m]] += grad_o[m]
+                        g_m[qm[m]] += grad_m[m]
                 for m in range(qm.shape[0]):
-                    g_o[qm[m]] += grad_o[m]
-                    g_m[qm[m]] += grad_m[m]
-            for m in range(qm.shape[0]):
-                gmap_o[lead + qm[m]] = grad_o[m]
-            map_m = gmap_o if both_shared else gmap_m
-            if paired:
-                for m in range(qm.shape[0]):
-                    map_m[lead + qm[m] - delta] += grad_m[m]
-            left = min(0, -dx)
+                    gmap_o[g, lead + qm[m]] = grad_o[m]
+                map_m = gmap_o[g] if _both_shared(i, j, r, w, k) else gmap_m[g]
+                if delta != 0:
+                    for m in range(qm.shape[0]):
+                        map_m[lead + qm[m] - delta] += grad_m[m]
+            delta0 = dy * wp + j0 - r
+            left = min(0, r - (j0 + members - 1))  # the group's first column in the z frame
+            paired = dy != 0 or j0 + members - 1 > r  # a member has delta != 0
             done = -1  # the end of the last block computed: the x-box adjoint reads K - 1 back
             for y0 in range(-dy, hc, _BLOCK_ROWS):
                 y1 = min(y0 + _BLOCK_ROWS, hc)
@@ -590,46 +697,34 @@ def _logits_transpose(pf, qm, row_m, s, k, height, grad, d_pf):
                 qa = lead + _block_start(y0, -dy, wp, left, centre, unit)
                 qb = lead + (n_tap if y1 == hc else min(_block_start(y1, -dy, wp, left, centre, unit), n_tap))
                 resume = done == qa
-                if not resume:  # the K - 1 entries before the block may hold an earlier pair's
-                    dt_o[qa - k + 1 : qa] = 0
-                    dt_m[qa - k + 1 : qa] = 0
                 done = qb
-                if doubled:
-                    # The doubling of gmap for the y-box adjoints reads K - 1 rows back: fresh,
-                    # or only the rows below the previous block's.
-                    start, quads_start = (qa - wp, qa - 3 * wp) if resume else (qa - (k - 1) * wp, qa - (k - 1) * wp)
-                    _doubling(gmap_o, y_pairs_o, y_quads_o, start, qb - wp, wp, quads_start)
-                    if not both_shared:
-                        _doubling(gmap_m, y_pairs_m, y_quads_m, start, qb - wp, wp, quads_start)
-                # dt[z] = sum_{ky in [ylo, yhi)} gmap[z - ky Wp], dd[z] = sum_{kx} dt[z - kx]
-                _assemble(dt_o, None, gmap_o, qa, qb, 1 - yhi, 1 - ylo, wp, y_pairs_o, y_quads_o)
-                if both_shared or not paired:
-                    _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
-                elif x_shared:
-                    _assemble(dt_o, dt_o, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
-                    _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
-                else:
-                    _assemble(dt_m, None, gmap_m, qa, qb, 1 - myhi, 1 - mylo, wp, y_pairs_m, y_quads_m)
-                    _add(d_fx[_edge_row(j, r, w), qa:qb], dt_o[qa:qb])
-                    _add(d_fx[_edge_row(mj, r, w), qa + delta : qb + delta], dt_m[qa:qb])
-                    _window_sum(dd, None, dt_o, qa, qb, 1 - xhi, 1 - xlo, 1, pairs, quads)
-                    _window_sum(dd, dd, dt_m, qa, qb, 1 - mxhi, 1 - mxlo, 1, pairs, quads)
-                a, b = centre + qa - lead, centre + qb - lead
-                if n_c == 3:
-                    _scatter_products3(d_centre, d_pf, pf, dd, a, a + delta, qa, b - a)
-                    continue
-                for c in range(n_c):
-                    _scatter_products(
-                        d_centre[c, a:b],
-                        d_pf[c, a + delta : b + delta],
-                        pf[c, a:b],
-                        pf[c, a + delta : b + delta],
-                        dd[qa:qb],
-                        pairs,
+                for g in range(members):
+                    _pair_block_adjoint(
+                        gmap_o[g], gmap_m[g], y_pairs_o[g], y_quads_o[g], y_pairs_m[g], y_quads_m[g], dt_o[g], dt_m[g], dd[g],
+                        pairs, quads, d_fx, i, j0 + g, r, w, k, wp, qa, qb, resume, doubled,
                     )
-            for m in range(qm.shape[0]):
-                gmap_o[lead + qm[m]] = 0
-                map_m[lead + qm[m] - delta] = 0
+                a, b = centre + qa - lead, centre + qb - lead
+                if members == _GROUP and n_c == 3:
+                    _scatter_products_group(d_centre, d_pf, pf, dd, a, a + delta0, qa, b - a)
+                    continue
+                for g in range(members):
+                    if n_c == 3:
+                        _scatter_products3(d_centre, d_pf, pf, dd[g], a, a + delta0 + g, qa, b - a)
+                        continue
+                    for c in range(n_c):
+                        _scatter_products(
+                            d_centre[c, a:b],
+                            d_pf[c, a + delta0 + g : b + delta0 + g],
+                            pf[c, a:b],
+                            pf[c, a + delta0 + g : b + delta0 + g],
+                            dd[g, qa:qb],
+                            pairs,
+                        )
+            for g in range(members):
+                map_m = gmap_o[g] if _both_shared(i, j0 + g, r, w, k) else gmap_m[g]
+                for m in range(qm.shape[0]):
+                    gmap_o[g, lead + qm[m]] = 0
+                    map_m[lead + qm[m] - delta0 - g] = 0
     width = wp - 2 * r - 2 * w
     # Energy complements (see _complements): comp[i] = sum_{ky invalid} row_energy[q + ky Wp],
     # fx[j] = sum_{kx invalid} E[q + kx], row_energy = sum_kx E[q + kx].
