@@ -268,7 +268,7 @@ def main() -> None:
         emit("|---|---|---|---|---|---|---|---|---|---|")
         batches = [2, 4] + ([] if args.skip_64 else [64])
         for batch in batches:
-            repeats = str(args.repeats) if batch < 64 else "2"  # best of 2: one 64-batch run is noisy
+            repeats = str(args.repeats)
             r = child(["jax", str(batch), repeats, "cpu", "kernel"])
             scan = "-" if args.skip_scan else f"{min(child(['jax', str(batch), repeats, 'cpu', 'scan'])['wall_s']):.3f} s"
             best = min(r["wall_s"])
