@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--skip-torch", action="store_true", help="skip the PyTorch baseline")
     parser.add_argument("--skip-scan", action="store_true", help='skip the impl="scan" reference')
     parser.add_argument("--skip-64", action="store_true", help="skip the 64 x 128^2 batch")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--markdown", help="also write the results as a markdown section here")
     args = parser.parse_args()
 
