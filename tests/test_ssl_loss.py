@@ -316,23 +316,33 @@ def test_kernel_under_vmap_matches_a_loop(crops):
 
 def test_kernel_serial_and_parallel_drivers_agree(crops):
     # Several CPU devices switch the kernel to its serial driver; both must give the same sums.
+    # Three images on two workers: one worker reuses its logits scratch for a smaller mask.
     from sslsr.losses import ssl as ssl_module
     from sslsr.losses import ssl_kernel
 
     sr, hr, mask = crops
+    sr, hr = (np.concatenate([x, x[:1, ::-1]]) for x in (sr, hr))
+    mask = np.concatenate([mask, mask[:1, ::-1] * (np.arange(mask.shape[2]) < 40)])
+    assert mask[2].sum() < mask[0].sum()
     # Writable copies and int64 sizes: the signature the FFI handler compiles, so its compiled
     # drivers are reused here instead of compiled again.
     p_sr, p_hr = (np.array(ssl_module._prepare(jnp.asarray(x), 25, 9)) for x in (sr, hr))
     flat = p_sr.shape[:2] + (-1,)
     results = []
     for driver, workers in ((ssl_kernel._batch_serial, ()), (ssl_kernel._batch_parallel, (2,))):
-        values, d_p = np.zeros(2, np.float32), np.zeros(p_sr.reshape(flat).shape, np.float32)
+        values, d_p = np.zeros(3, np.float32), np.zeros(p_sr.reshape(flat).shape, np.float32)
         args = (np.float32(1 / (3 * 81 * 0.004)), np.float32(1.0), np.float32(1e-10), 25, 9, True)
         driver(p_sr.reshape(flat), p_hr.reshape(flat), mask.astype(np.float32), *args, values, d_p, *workers)
         results.append((values, d_p))
     assert np.all(results[0][0] > 0) and np.abs(results[0][1]).max() > 0
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+    # Each image as a batch of its own: the same value and gradient as within the batch.
+    for b in range(3):
+        values, d_p = np.zeros(1, np.float32), np.zeros((1,) + p_sr.reshape(flat).shape[1:], np.float32)
+        ssl_kernel._batch_serial(p_sr.reshape(flat)[b : b + 1], p_hr.reshape(flat)[b : b + 1], mask[b : b + 1].astype(np.float32), *args, values, d_p)
+        np.testing.assert_array_equal(values[0], results[0][0][b])
+        np.testing.assert_array_equal(d_p[0], results[0][1][b])
 
 
 _CACHED_RUN = """
