@@ -352,7 +352,7 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
     margin = centre  # z >= -(R Wp + R); with P2's phase, so that blocks start on lines in both
     fx, comp = _complements(pf, s, k, height, wp, margin)
     size = 2 * margin + hc * wp
-    # One row per member of a group (see _logits_transpose): the distances and the boxes that
+    # One row per member of a group: the distances, and the boxes that
     # carry over from one block to the next.
     dist, t_o, t_m = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
     y_pairs_o, y_quads_o = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
