@@ -49,7 +49,8 @@ _FAST = {"contract", "reassoc", "nsz", "arcp"}
 # Rows per block of the distance pipelines: the fastest of 4-32 on 128-px images (a block's
 # working rows stay in L1/L2).
 _BLOCK_ROWS = 16
-# Pairs of offsets whose distance adjoints share one pass (``_scatter_products_group``).
+# Pairs of offsets (one dy, consecutive dx) whose squared differences and distance adjoints take
+# one pass each (``_squared_distance_group``, ``_scatter_products_group``).
 _GROUP = 4
 _EPS = 1e-10
 
@@ -352,8 +353,7 @@ def _logits(pf, qm, row_m, s, k, height, scale, out):
     margin = centre  # z >= -(R Wp + R); with P2's phase, so that blocks start on lines in both
     fx, comp = _complements(pf, s, k, height, wp, margin)
     size = 2 * margin + hc * wp
-    # One row per member of a group: the distances, and the boxes that
-    # carry over from one block to the next.
+    # One row per member of a group: the distances, and the boxes that carry over between blocks.
     dist, t_o, t_m = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
     y_pairs_o, y_quads_o = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
     y_pairs_m, y_quads_m = _zero_rows(_GROUP, size, pf), _zero_rows(_GROUP, size, pf)
@@ -537,10 +537,11 @@ def _row_terms(a_sr, a_hr, weights, alpha, scale, eps, with_grad):
 
 @numba.njit(cache=True, fastmath=_FAST)
 def _scatter_products(d_x, d_y, x, y, dd, scratch):
-    """The adjoint of dist += (x - y)^2: d_x += 2 (x - y) dd, d_y -= 2 (x - y) dd.
+    """The adjoint of dist += (x - y)^2 for one channel (images of other than 3 channels):
+    d_x += 2 (x - y) dd, d_y -= 2 (x - y) dd.
 
-    Three loops of at most three arrays each: as one loop (two outputs, five arrays) LLVM's
-    run-time aliasing checks get in the way; the whole adjoint was ~15% slower that way.
+    Three loops of at most three arrays each: as one loop of views (two outputs, five arrays)
+    LLVM's run-time aliasing checks get in the way; the whole adjoint was ~15% slower that way.
     """
     t2 = scratch[: dd.shape[0]]
     for q in range(dd.shape[0]):
